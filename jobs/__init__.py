@@ -1,0 +1,1 @@
+"""Spark job entry points: ``./submit.sh <stage>`` runs ``jobs/<stage>.py`` through spark-submit."""

@@ -1,0 +1,124 @@
+"""What ingest does with each kind of bad input, as plain Python (the reference for ``spark_ingest``).
+
+Each raw row gets at most one reason; the first rule that matches wins, in the order below. Rows with
+a reason go to ``quarantine/<table>``. Then exact duplicates among the remaining rows are removed and
+counted, and last, whole sessions that look like bots are quarantined. So for every table::
+
+    rows_in = rows_accepted + rows_quarantined + rows_duplicate
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_TYPES = ("view", "search", "click", "cart", "purchase")
+OFFER_EVENTS = ("view", "click", "cart", "purchase")  # events that must name an offer
+
+# Reasons, in the order the rules are tried.
+NULL_KEY = "null_key"  # a key is missing: offer_id; session_id, event, or the event's offer_id/query_id
+BAD_EVENT = "bad_event"  # event type not in EVENT_TYPES
+BAD_TS = "bad_ts"  # timestamp missing (events) or unparsable
+BAD_PRICE = "bad_price"  # negative, NaN or infinite price
+BAD_LISTING = "bad_listing"  # a search without a listing, or with null entries
+BAD_POSITION = "bad_position"  # a position below 1
+UNKNOWN_OFFER = "unknown_offer"  # an offer id (or a listing entry) that is not in the offers table
+DUPLICATE_KEY = "duplicate_key"  # an older version of an offer whose offer_id appears again
+BOT_SESSION = "bot_session"  # the whole session: too many events, or too many per minute
+
+EVENT_REASONS = (NULL_KEY, BAD_EVENT, BAD_TS, BAD_LISTING, BAD_POSITION, UNKNOWN_OFFER, BOT_SESSION)
+OFFER_REASONS = (NULL_KEY, BAD_PRICE, BAD_TS, DUPLICATE_KEY)
+
+_TS = re.compile(
+    r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Parses the timestamps Spark's ``try_to_timestamp`` accepts in our logs (ISO-8601 dates and times, UTC).
+
+    Returns None for anything unparsable, like Spark does.
+    """
+    if value is None:
+        return None
+    m = _TS.match(value)
+    if not m:
+        return None
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    try:
+        micros = int((frac or "0").ljust(6, "0")[:6])
+        out = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), micros, tzinfo=UTC)
+    except ValueError:
+        return None
+    if tz and tz != "Z":
+        return None  # our logs are UTC; offsets are not expected (Spark would shift them)
+    return out
+
+
+def event_reason(row: Mapping[str, Any], known_offers: set[int] | frozenset[int]) -> str | None:
+    """The reason a raw event row is rejected, or None if it passes the row-level rules."""
+    event = row.get("event")
+    if row.get("session_id") is None or event is None:
+        return NULL_KEY
+    if event in OFFER_EVENTS and row.get("offer_id") is None:
+        return NULL_KEY
+    if event == "search" and row.get("query_id") is None:
+        return NULL_KEY
+    if event not in EVENT_TYPES:
+        return BAD_EVENT
+    if parse_ts(row.get("ts")) is None:
+        return BAD_TS
+    listing = row.get("listing")
+    if event == "search" and (not listing or any(x is None for x in listing)):
+        return BAD_LISTING
+    position = row.get("position")
+    if position is not None and position < 1:
+        return BAD_POSITION
+    offer = row.get("offer_id")
+    if offer is not None and offer not in known_offers:
+        return UNKNOWN_OFFER
+    if event == "search" and any(x not in known_offers for x in listing or ()):
+        return UNKNOWN_OFFER
+    return None
+
+
+def offer_reason(row: Mapping[str, Any]) -> str | None:
+    """The reason a raw offer row is rejected by the row-level rules, or None."""
+    if row.get("offer_id") is None:
+        return NULL_KEY
+    price = row.get("price")
+    if price is not None and (math.isnan(price) or math.isinf(price) or price < 0):
+        return BAD_PRICE
+    updated = row.get("updated_at")
+    if updated is not None and parse_ts(updated) is None:
+        return BAD_TS
+    return None
+
+
+def bot_sessions(
+    events: Iterable[Mapping[str, Any]], max_events: int, max_per_minute: float, min_events_for_rate: int
+) -> set[str]:
+    """Sessions whose event count exceeds ``max_events``, or whose rate (events per minute between the
+    first and last event, at least one second) exceeds ``max_per_minute`` once they have
+    ``min_events_for_rate`` events."""
+    stats: dict[str, list] = {}
+    for row in events:
+        ts = parse_ts(row["ts"])
+        assert ts is not None
+        s = stats.setdefault(row["session_id"], [0, ts, ts])
+        s[0] += 1
+        s[1] = min(s[1], ts)
+        s[2] = max(s[2], ts)
+    return {
+        sid
+        for sid, (n, lo, hi) in stats.items()
+        if is_bot(n, (hi - lo).total_seconds(), max_events, max_per_minute, min_events_for_rate)
+    }
+
+
+def is_bot(n: int, seconds: float, max_events: int, max_per_minute: float, min_events_for_rate: int) -> bool:
+    rate = n / (max(seconds, 1.0) / 60.0)
+    return n > max_events or (n >= min_events_for_rate and rate > max_per_minute)

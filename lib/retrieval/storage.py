@@ -1,0 +1,102 @@
+"""Paths as URIs, and atomic writes of small files (metrics, configs, manifests, models).
+
+Every path in a config may be a plain local path or a URI (``file://``, ``hdfs://``, ``s3a://``, ``gs://``).
+Tables are written by Spark through Hadoop filesystems (see ``spark_tables``); the small files here go
+through fsspec, so the driver never needs a shared local disk with the executors. On object stores a
+rename is a copy, so "atomic" there means "never a half-written file under the final name".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+import fsspec
+
+
+def is_local(uri: str) -> bool:
+    """True for plain paths and ``file://`` URIs."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
+def local_path(uri: str) -> str:
+    """``file:///a/b`` -> ``/a/b``; plain paths are returned absolute."""
+    if uri.startswith("file://"):
+        return urlparse(uri).path
+    return os.path.abspath(uri)
+
+
+def join(root: str, *parts: str) -> str:
+    """Joins path parts onto a path or URI with ``/``."""
+    out = root.rstrip("/")
+    for p in parts:
+        out = f"{out}/{p.strip('/')}"
+    return out
+
+
+def to_uri(path: str) -> str:
+    """A fully qualified URI for Spark: local paths become absolute ``file://`` URIs."""
+    if is_local(path):
+        return "file://" + local_path(path)
+    return path
+
+
+def exists(uri: str) -> bool:
+    if is_local(uri):
+        return os.path.exists(local_path(uri))
+    fs, p = fsspec.core.url_to_fs(uri)
+    return bool(fs.exists(p))
+
+
+def write_text_atomic(uri: str, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``uri``, then renames it over ``uri``."""
+    if is_local(uri):
+        path = local_path(uri)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return
+    fs, p = fsspec.core.url_to_fs(uri)
+    tmp = f"{p}.tmp-{uuid.uuid4().hex}"
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    fs.mv(tmp, p)
+
+
+def read_text(uri: str) -> str:
+    if is_local(uri):
+        with open(local_path(uri), encoding="utf-8") as f:
+            return f.read()
+    with fsspec.open(uri, "r") as f:
+        return str(f.read())
+
+
+def write_json_atomic(uri: str, obj: Any) -> None:
+    write_text_atomic(uri, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_text(uri))
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars and arrays reach metrics often; convert rather than fail at the end of a long job.
+    if hasattr(o, "item") and callable(o.item) and getattr(o, "ndim", 0) == 0:
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,207 @@
+"""``./submit.sh``: runs a job of ``jobs/`` through spark-submit, configured from the job's config.
+
+    ./submit.sh [--dry-run] <job> [--config conf/X.yaml] [--set section.key=value ...]
+    ./submit.sh --help | <job> --help
+
+The library (``lib/retrieval``) and the job modules are shipped as one zip with ``--py-files``; the
+master, deploy mode, resources and every ``spark.*`` setting come from the config's ``spark`` section,
+so the same command runs on ``local[*]``, ``spark://``, ``yarn`` or ``k8s://`` masters.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import shlex
+import sys
+import zipfile
+from collections.abc import Sequence
+
+from retrieval import config as config_mod
+from retrieval.spark import REPO_ROOT, is_local_master, spark_conf
+
+JOBS_DIR = os.path.join(REPO_ROOT, "jobs")
+LIB_DIR = os.path.join(REPO_ROOT, "lib")
+BUILD_DIR = os.path.join(REPO_ROOT, "build")
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "conf", "local.yaml")  # the embedded default
+
+USAGE = """usage: ./submit.sh [--dry-run] <job> [--config conf/X.yaml] [--set section.key=value ...]
+       ./submit.sh <job> --help      options of one job
+       ./submit.sh --help            this text
+
+Runs jobs/<job>.py with spark-submit (the venv's, or $SPARK_HOME/bin/spark-submit when SPARK_HOME
+is set), shipping lib/ and jobs/ as a zip with --py-files. The first run creates .venv.
+
+  --dry-run        print the exact spark-submit command (and its environment) instead of running it
+  --config FILE    YAML config; default conf/local.yaml (the embedded synthetic marketplace).
+                   conf/test.yaml: tiny, for tests; conf/cluster.yaml: a real cluster.
+  --set K=V        override one config value, repeatable (e.g. --set paths.root=/tmp/run1)
+
+Environment: SPARK_HOME (use that Spark's spark-submit), PYSPARK_PYTHON (the executors' Python;
+default: this venv's python), RETRIEVAL_VENV, PYTHON (see scripts/setup_env.sh).
+
+jobs:
+"""
+
+
+def list_jobs() -> dict[str, str]:
+    """Job name -> first line of its docstring, for every ``jobs/*.py``."""
+    out = {}
+    for name in sorted(os.listdir(JOBS_DIR)):
+        if name.endswith(".py") and not name.startswith("_"):
+            with open(os.path.join(JOBS_DIR, name), encoding="utf-8") as f:
+                doc = ast.get_docstring(ast.parse(f.read())) or ""
+            first = doc.splitlines()[0] if doc else ""
+            out[name[:-3]] = first.removeprefix(f"{name[:-3]}: ")
+    return out
+
+
+def job_doc(job: str) -> str:
+    with open(os.path.join(JOBS_DIR, f"{job}.py"), encoding="utf-8") as f:
+        return ast.get_docstring(ast.parse(f.read())) or ""
+
+
+def build_zip() -> str:
+    """Zips ``lib/retrieval`` and ``jobs`` (pure Python only) into ``build/``; reused while unchanged."""
+    files = []
+    for base, top in ((LIB_DIR, "retrieval"), (REPO_ROOT, "jobs")):
+        for dirpath, dirnames, filenames in os.walk(os.path.join(base, top)):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            files += [
+                (os.path.join(dirpath, n), os.path.relpath(os.path.join(dirpath, n), base))
+                for n in sorted(filenames)
+                if n.endswith(".py")
+            ]
+    digest = hashlib.sha256()
+    for path, arc in files:
+        digest.update(arc.encode())
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    os.makedirs(BUILD_DIR, exist_ok=True)
+    target = os.path.join(BUILD_DIR, f"retrieval-{digest.hexdigest()[:12]}.zip")
+    if not os.path.exists(target):
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for path, arc in files:
+                z.write(path, arc)
+        os.replace(tmp, target)
+    return target
+
+
+def spark_submit_binary() -> str:
+    home = os.environ.get("SPARK_HOME")
+    if home:
+        return os.path.join(home, "bin", "spark-submit")
+    here = os.path.join(os.path.dirname(sys.executable), "spark-submit")
+    return here if os.path.exists(here) else "spark-submit"
+
+
+def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_file: str | None) -> list[str]:
+    """The spark-submit command line for ``job`` under ``cfg``."""
+    s = cfg.spark
+    cmd = [
+        spark_submit_binary(),
+        "--master",
+        s.master,
+        "--deploy-mode",
+        s.deploy_mode,
+        "--name",
+        f"{s.app_name}-{job}",
+    ]
+    if s.driver_memory:
+        cmd += ["--driver-memory", s.driver_memory]
+    if s.executor_memory:
+        cmd += ["--executor-memory", s.executor_memory]
+    if s.executor_cores:
+        cmd += ["--executor-cores", str(s.executor_cores)]
+    if s.num_executors:
+        cmd += ["--num-executors", str(s.num_executors)]
+    skip = {
+        "spark.app.name",
+        "spark.driver.memory",
+        "spark.executor.memory",
+        "spark.executor.cores",
+        "spark.executor.instances",
+    }
+    for key, value in spark_conf(cfg, job).items():
+        if key not in skip:
+            cmd += ["--conf", f"{key}={value}"]
+    cmd += ["--py-files", build_zip()]
+    args = list(job_args)
+    if config_file and s.deploy_mode == "cluster":
+        # In cluster mode the driver runs on a node: ship the config and name it by its base name there.
+        cmd += ["--files", os.path.abspath(config_file)]
+        args = [os.path.basename(config_file) if a == config_file else a for a in args]
+    cmd += [os.path.join(JOBS_DIR, f"{job}.py"), *args]
+    return cmd
+
+
+def environment(cfg: config_mod.Config) -> dict[str, str]:
+    """Variables spark-submit needs beside the command line."""
+    env = {"PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+    if is_local_master(cfg.spark.master) or cfg.spark.master.startswith("spark://127.0.0.1"):
+        env["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
+    return env
+
+
+def _config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """The --config file and --set overrides among a job's arguments (the job parses them again)."""
+    config_file, sets = None, []
+    it = iter(range(len(args)))
+    for i in it:
+        a = args[i]
+        if a == "--config" and i + 1 < len(args):
+            config_file = args[i + 1]
+            next(it, None)
+        elif a.startswith("--config="):
+            config_file = a.split("=", 1)[1]
+        elif a == "--set" and i + 1 < len(args):
+            sets.append(args[i + 1])
+            next(it, None)
+        elif a.startswith("--set="):
+            sets.append(a.split("=", 1)[1])
+    return config_file, sets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dry_run = False
+    while argv and argv[0] in ("--dry-run", "-n"):
+        dry_run = True
+        argv.pop(0)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        jobs = list_jobs()
+        width = max(len(j) for j in jobs)
+        print(USAGE + "\n".join(f"  {j:<{width}}  {d}" for j, d in jobs.items()))
+        return 0 if argv else 2
+    job, job_args = argv[0], argv[1:]
+    jobs = list_jobs()
+    if job not in jobs:
+        print(f"error: unknown job {job!r}; jobs: {', '.join(jobs)}", file=sys.stderr)
+        return 2
+    if any(a in ("-h", "--help") for a in job_args):
+        from retrieval.cli import parser
+
+        parser(job, job_doc(job)).print_help()
+        return 0
+    config_file, sets = _config_args(job_args)
+    if config_file is None and os.path.exists(DEFAULT_CONFIG):
+        config_file = os.path.relpath(DEFAULT_CONFIG)
+        job_args = ["--config", config_file, *job_args]
+    try:
+        cfg = config_mod.load(config_file, sets)
+    except config_mod.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cmd = command(job, job_args, cfg, config_file)
+    env = environment(cfg)
+    if dry_run:
+        print(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()), shlex.join(cmd))
+        return 0
+    os.execvpe(cmd[0], cmd, {**os.environ, **env})
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Table contracts of DESIGN.md: names, locations under ``paths.root`` and column types.
+
+Pure Python (no pyspark import): types are Spark SQL type strings, so the same contract is checked
+against a Spark schema (``spark_tables.validate``) and read by people. A table's location is
+``<root>/<name>`` (``raw/events``, ``quarantine/offers``, ``truth/relevance`` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retrieval import storage
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # Spark SQL simpleString: bigint, int, string, double, timestamp, array<bigint> ...
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str  # also the path below paths.root
+    columns: tuple[Column, ...]
+    extra_columns: bool = False  # True where the contract says "features…": more columns may follow
+    producer: str = ""  # the stage that writes it (named in "table not found" errors)
+    description: str = ""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self) -> str:
+        """The contract as a Spark DDL schema string, e.g. ``offer_id bigint, title string``."""
+        return ", ".join(f"`{c.name}` {c.dtype}" for c in self.columns)
+
+
+def _c(spec: str) -> tuple[Column, ...]:
+    """Parses ``"name type, name type?"``; a trailing ``?`` marks the column nullable, bare means required."""
+    out = []
+    for part in _split_top_level(spec):
+        name, dtype = part.strip().split(" ", 1)
+        dtype = dtype.strip()
+        nullable = dtype.endswith("?")
+        out.append(Column(name, dtype.rstrip("?"), nullable))
+    return tuple(out)
+
+
+def _split_top_level(spec: str) -> list[str]:
+    """Splits on commas that are not inside ``<...>`` (struct and array types contain commas)."""
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for ch in spec:
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur))
+    return parts
+
+
+OFFERS = Contract(
+    "offers",
+    _c(
+        "offer_id bigint, title string?, category_id int?, price double?, seller_id bigint?, "
+        "product_id bigint?, image_ref string?, updated_at timestamp?, deleted boolean?"
+    ),
+    producer="ingest",
+    description="one row per offer; content may be missing; product_id null where the catalogue does not know it",
+)
+EVENTS = Contract(
+    "events",
+    _c(
+        "session_id string, ts timestamp, event string, offer_id bigint?, query_id string?, "
+        "query_text string?, listing array<bigint>?, position int?"
+    ),
+    producer="ingest",
+    description="one row per event; a search row carries its listing (offers shown, in order)",
+)
+# Raw inputs as a log producer writes them: timestamps are strings, nothing is guaranteed.
+RAW_OFFERS = Contract(
+    "raw/offers",
+    _c(
+        "offer_id bigint?, title string?, category_id int?, price double?, seller_id bigint?, "
+        "product_id bigint?, image_ref string?, updated_at string?, deleted boolean?"
+    ),
+    producer="generate (or a data importer)",
+)
+RAW_EVENTS = Contract(
+    "raw/events",
+    _c(
+        "session_id string?, ts string?, event string?, offer_id bigint?, query_id string?, "
+        "query_text string?, listing array<bigint>?, position int?"
+    ),
+    producer="generate (or a data importer)",
+)
+QUARANTINE_COLUMNS = _c("raw string, reason string, job string, ts timestamp")
+PAIRS = Contract(
+    "pairs",
+    _c("query_offer_id bigint, item_offer_id bigint, weight double, split string"),
+    producer="mine_pairs",
+)
+LISTINGS = Contract(
+    "listings",
+    _c("query_id string, offer_id bigint, position int, label int, propensity double, split string"),
+    extra_columns=True,
+    producer="mine_listings",
+)
+EMBEDDINGS = Contract(
+    "embeddings", _c("offer_id bigint, vector array<float>, model_version string"), producer="embed_offers"
+)
+RECS = Contract(
+    "recs",
+    _c("offer_id bigint, recs array<struct<offer_id:bigint,score:float>>, model_version string"),
+    producer="precompute_recs",
+)
+# Ground truth of the synthetic marketplace: for grading stages, never read by training.
+TRUTH_OFFER_PRODUCT = Contract(
+    "truth/offer_product",
+    _c("offer_id bigint, product_id bigint, cluster_id bigint, category_id int"),
+    producer="generate",
+)
+TRUTH_RELEVANCE = Contract(
+    "truth/relevance", _c("query_id string, offer_id bigint, grade int"), producer="generate"
+)
+TRUTH_EXAMINATION = Contract("truth/examination", _c("position int, probability double"), producer="generate")
+
+
+def quarantine(table: str) -> Contract:
+    """The quarantine table of ``table``: raw row as JSON, the reason, the job that rejected it, when."""
+    return Contract(f"quarantine/{table}", QUARANTINE_COLUMNS, producer="ingest")
+
+
+CONTRACTS: dict[str, Contract] = {
+    c.name: c
+    for c in (
+        OFFERS,
+        EVENTS,
+        RAW_OFFERS,
+        RAW_EVENTS,
+        PAIRS,
+        LISTINGS,
+        EMBEDDINGS,
+        RECS,
+        TRUTH_OFFER_PRODUCT,
+        TRUTH_RELEVANCE,
+        TRUTH_EXAMINATION,
+        quarantine("offers"),
+        quarantine("events"),
+    )
+}
+
+
+def path(root: str, table: Contract | str) -> str:
+    """Location of a table under ``root`` (a path or URI)."""
+    name = table.name if isinstance(table, Contract) else table
+    return storage.join(root, name)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up .venv (with the dev tools) if needed, then runs the test suite: ./test.sh [pytest args]
+#   ./test.sh                 everything (Spark, slow and lint tests included)
+#   ./test.sh -m "not slow"   the fast path while developing
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="${RETRIEVAL_VENV:-$repo/.venv}"
+"$repo/scripts/setup_env.sh" --dev
+cd "$repo"
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+exec "$venv/bin/python" -m pytest "$@"

@@ -1,0 +1,49 @@
+"""Shared fixtures: one local Spark session for the whole run, and one tiny generated marketplace."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the jobs package
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+TEST_CONFIG = str(REPO / "conf" / "test.yaml")
+
+
+def make_config(root: str | Path, *overrides: str) -> Any:
+    """conf/test.yaml with its root moved to ``root`` and any overrides applied."""
+    from retrieval import config
+
+    return config.load(TEST_CONFIG, [f"paths.root={root}", *overrides])
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A local[2] session with few shuffle partitions and a temporary spark.local.dir."""
+    from retrieval.spark import get_spark
+
+    local = tmp_path_factory.mktemp("spark-local")
+    cfg = make_config(tmp_path_factory.mktemp("unused"), f"spark.local_dir={local}", "spark.app_name=pytest")
+    session = get_spark(cfg, "tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def marketplace(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """conf/test.yaml's marketplace, generated and ingested once: {"cfg", "root", "generate", "ingest"}."""
+    from jobs import generate, ingest
+    from retrieval.cli import run_stage
+
+    root = tmp_path_factory.mktemp("marketplace")
+    cfg = make_config(root)
+    out = {"cfg": cfg, "root": str(root)}
+    out["generate"] = run_stage(spark, cfg, "generate", generate.run, TEST_CONFIG)
+    out["ingest"] = run_stage(spark, cfg, "ingest", ingest.run, TEST_CONFIG)
+    return out
