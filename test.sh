@@ -8,4 +8,5 @@ venv="${RETRIEVAL_VENV:-$repo/.venv}"
 "$repo/scripts/setup_env.sh" --dev
 cd "$repo"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$venv/bin/python}"  # Spark's Python workers: the venv, not PATH's python3
 exec "$venv/bin/python" -m pytest "$@"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from retrieval.config import Config
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LOG4J_CONFIG = os.path.join("conf", "log4j2.properties")  # relative to the working directory (the repo)
 
 
 def is_local_master(master: str) -> bool:
@@ -45,6 +46,7 @@ def spark_conf(cfg: Config, stage: str) -> dict[str, str]:
         "spark.speculation": "false",
         # Progress bars would garble the jobs' summaries; the Spark UI shows progress instead.
         "spark.ui.showConsoleProgress": "false",
+        "spark.sql.debug.maxToStringFields": "200",  # our wide plans would otherwise warn on every job
     }
     if s.driver_memory:
         conf["spark.driver.memory"] = s.driver_memory
@@ -56,7 +58,6 @@ def spark_conf(cfg: Config, stage: str) -> dict[str, str]:
         conf["spark.executor.instances"] = str(s.num_executors)
     if is_local_master(s.master):
         shuffle = s.shuffle_partitions or 2 * local_cores(s.master)
-        conf["spark.local.dir"] = s.local_dir or os.path.join(REPO_ROOT, "work", ".spark-local")
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     else:
@@ -71,19 +72,39 @@ def spark_conf(cfg: Config, stage: str) -> dict[str, str]:
     return conf
 
 
+def local_dirs(cfg: Config) -> str | None:
+    """Scratch space of a local master (``SPARK_LOCAL_DIRS``): spark.local_dir, else ./work/.spark-local.
+
+    Given as the environment variable rather than ``spark.local.dir``, which Spark would warn about.
+    """
+    if not is_local_master(cfg.spark.master):
+        return None
+    return os.path.abspath(cfg.spark.local_dir or os.path.join("work", ".spark-local"))
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
 def get_spark(cfg: Config, stage: str) -> SparkSession:
     """The active session, or a new one configured from ``cfg`` (settings given by spark-submit win)."""
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the hostname resolves oddly on some machines
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    under_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if under_submit:
+        # spark-submit started the JVM with its settings: connect first, so SparkConf() can read them.
+        SparkContext._ensure_initialized()
+    else:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the hostname resolves oddly on some machines
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers run this interpreter, not PATH's
+        scratch = local_dirs(cfg)
+        if scratch:
+            os.makedirs(scratch, exist_ok=True)
+            os.environ.setdefault("SPARK_LOCAL_DIRS", scratch)
     given = SparkConf()  # under spark-submit this holds what the command line set
     builder = SparkSession.builder
     if not given.contains("spark.master"):
@@ -91,9 +112,14 @@ def get_spark(cfg: Config, stage: str) -> SparkSession:
     for key, value in spark_conf(cfg, stage).items():
         if not given.contains(key):
             builder = builder.config(key, value)
-    local_dir = spark_conf(cfg, stage).get("spark.local.dir")
-    if local_dir and not given.contains("spark.local.dir"):
-        os.makedirs(local_dir, exist_ok=True)
+    if (
+        not under_submit
+        and os.path.exists(LOG4J_CONFIG)
+        and not given.contains("spark.driver.extraJavaOptions")
+    ):
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={os.path.abspath(LOG4J_CONFIG)}"
+        )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s master=%s", spark.version, spark.sparkContext.master)

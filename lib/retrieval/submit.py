@@ -19,8 +19,9 @@ import zipfile
 from collections.abc import Sequence
 
 from retrieval import config as config_mod
-from retrieval.spark import REPO_ROOT, is_local_master, spark_conf
+from retrieval.spark import LOG4J_CONFIG, is_local_master, local_dirs, spark_conf
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
 JOBS_DIR = os.path.join(REPO_ROOT, "jobs")
 LIB_DIR = os.path.join(REPO_ROOT, "lib")
 BUILD_DIR = os.path.join(REPO_ROOT, "build")
@@ -127,6 +128,9 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
     for key, value in spark_conf(cfg, job).items():
         if key not in skip:
             cmd += ["--conf", f"{key}={value}"]
+    log4j = os.path.join(REPO_ROOT, LOG4J_CONFIG)
+    if s.deploy_mode == "client" and os.path.exists(log4j):
+        cmd += ["--driver-java-options", f"-Dlog4j2.configurationFile={log4j}"]
     cmd += ["--py-files", build_zip()]
     args = list(job_args)
     if config_file and s.deploy_mode == "cluster":
@@ -142,6 +146,10 @@ def environment(cfg: config_mod.Config) -> dict[str, str]:
     env = {"PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
     if is_local_master(cfg.spark.master) or cfg.spark.master.startswith("spark://127.0.0.1"):
         env["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
+    scratch = local_dirs(cfg)
+    if scratch:
+        os.makedirs(scratch, exist_ok=True)
+        env["SPARK_LOCAL_DIRS"] = os.environ.get("SPARK_LOCAL_DIRS", scratch)
     return env
 
 
