@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from jobs import generate, ingest
+from jobs import generate, ingest, mine_listings, mine_pairs
 from retrieval.cli import load_config, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
@@ -21,6 +21,8 @@ from retrieval.spark_tables import TableError
 STAGES = [
     ("generate", generate.run),
     ("ingest", ingest.run),
+    ("mine_pairs", mine_pairs.run),
+    ("mine_listings", mine_listings.run),
 ]
 
 

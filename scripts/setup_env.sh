@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment in .venv and installs the pinned stack.
 #
-#   scripts/setup_env.sh [--dev]
+#   scripts/setup_env.sh [--dev]      (--dev adds the test tools and the benchmarks' peers)
 #
 # Idempotent and quick when nothing changed: a stamp file holds the hash of the inputs that decide
 # what gets installed (pyproject.toml and this script). Called by submit.sh and test.sh.
@@ -54,7 +54,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install "${RETRIEVAL_TORCH:-torch==2.13.0}" ${RETRIEVAL_TORCH_PIP_ARGS:-} 2>&1 | grep -v 'is ignored' >&2 || true
 # 2. the project and its pinned dependencies (pyproject.toml says why each pin is where it is).
 extra=""
-[[ $dev == 1 ]] && extra="[dev]"
+[[ $dev == 1 ]] && extra="[dev,bench]"
 "${pip[@]}" install -e "$repo$extra" 2>&1 | grep -v 'is ignored' >&2 || true
 # 3. petastorm without its declared deps (setuptools<70 clashes with torch's setuptools>=77; its real
 #    runtime deps are in pyproject.toml).

@@ -47,3 +47,15 @@ def marketplace(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     out["generate"] = run_stage(spark, cfg, "generate", generate.run, TEST_CONFIG)
     out["ingest"] = run_stage(spark, cfg, "ingest", ingest.run, TEST_CONFIG)
     return out
+
+
+@pytest.fixture(scope="session")
+def mined(spark: Any, marketplace: dict[str, Any]) -> dict[str, Any]:
+    """The marketplace fixture, mined: adds "mine_pairs" and "mine_listings" results."""
+    from jobs import mine_listings, mine_pairs
+    from retrieval.cli import run_stage
+
+    cfg = marketplace["cfg"]
+    marketplace["mine_pairs"] = run_stage(spark, cfg, "mine_pairs", mine_pairs.run, TEST_CONFIG)
+    marketplace["mine_listings"] = run_stage(spark, cfg, "mine_listings", mine_listings.run, TEST_CONFIG)
+    return marketplace

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.lint
 @pytest.mark.parametrize(
     "cmd",
     [
-        ["ruff", "check", "lib", "jobs", "tests"],
-        ["ruff", "format", "--check", "lib", "jobs", "tests"],
+        ["ruff", "check", "lib", "jobs", "tests", "benchmarks"],
+        ["ruff", "format", "--check", "lib", "jobs", "tests", "benchmarks"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

@@ -36,6 +36,7 @@ def test_dry_run_prints_the_spark_submit_command() -> None:
     assert "spark-submit --master 'local[2]' --deploy-mode client" in cmd
     assert "--py-files" in cmd and ".zip" in cmd and "jobs/generate.py --config conf/test.yaml" in cmd
     assert "spark.sql.shuffle.partitions=4" in cmd and "PYSPARK_PYTHON=" in cmd
+    assert "SPARK_LOCAL_DIRS=" in cmd and "log4j2.configurationFile=" in cmd
 
 
 def test_dry_run_with_the_cluster_config_requests_gpus() -> None:
@@ -73,9 +74,11 @@ def test_pipeline_on_the_test_config(tmp_path: Path) -> None:
     out = submit("pipeline", "--config", "conf/test.yaml", "--set", f"paths.root={tmp_path}", timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "== pipeline:" in out.stdout
-    for stage in ("generate", "ingest"):
+    from jobs.pipeline import STAGES
+
+    for stage, _ in STAGES:
         m = json.loads((tmp_path / "_metrics" / f"{stage}.json").read_text())
         assert m["rows_out"] > 0 and m["seconds"] > 0
         assert (tmp_path / "_metrics" / f"{stage}.config.yaml").exists()
-    for table in ("raw/offers", "raw/events", "offers", "events", "quarantine/events", "truth/relevance"):
+    for table in ("raw/offers", "raw/events", "offers", "events", "quarantine/events", "truth/relevance", "pairs", "listings"):
         assert (tmp_path / table / "_SUCCESS").exists(), table

@@ -38,7 +38,7 @@ class SparkConfig:
     executor_cores: int = 0  # spark.executor.cores; 0 = Spark's default
     num_executors: int = 0  # spark.executor.instances (YARN/k8s); 0 = Spark's default
     shuffle_partitions: int = 0  # spark.sql.shuffle.partitions; 0 = 2 x the local cores (local masters only)
-    local_dir: str = ""  # spark.local.dir for local masters; empty = <repo>/work/.spark-local
+    local_dir: str = ""  # scratch space of local masters (SPARK_LOCAL_DIRS); empty = ./work/.spark-local
     executor_gpus: float = 0.0  # spark.executor.resource.gpu.amount; 0 = no GPU scheduling
     task_gpus: float = (
         0.0  # spark.task.resource.gpu.amount (e.g. 1 for training, 0.25 to share for inference)
@@ -82,12 +82,43 @@ class IngestConfig:
 
 
 @dataclass
+class SplitConfig:
+    test_days: int = 3  # sessions starting in the last N days of the log are the test split
+    test_start: str = ""  # or an explicit first test day (YYYY-MM-DD, UTC); empty = derived from the log
+
+
+@dataclass
+class PairsConfig:
+    window: int = 5  # an interaction pairs with the next `window` interactions of its session
+    max_session_events: int = 200  # only a session's first N interactions count (bounds the work per session)
+    min_support: int = 2  # a training pair needs this many sessions (test pairs keep support 1)
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "click": 1.0, "cart": 2.0, "purchase": 3.0}
+    )  # interactions that form pairs, and their weight; a pair weighs the mean of its two ends
+
+
+@dataclass
+class ListingsConfig:
+    propensity_positions: int = 50  # examination is estimated for positions 1..N (a power law beyond)
+    propensity_iterations: int = 60  # EM iterations of the position-based click model
+    propensity_max_rows: int = (
+        5_000_000  # (query, offer, position) cells the EM fits on the driver (sampled above)
+    )
+    prior_smoothing: float = 20.0  # pseudo-impressions of the global rate in the CTR / purchase-rate priors
+    bm25_k1: float = 1.2  # BM25 term-frequency saturation
+    bm25_b: float = 0.75  # BM25 length normalisation
+
+
+@dataclass
 class Config:
     seed: int = 20261125  # every random choice in every stage derives from this
     paths: PathsConfig = field(default_factory=PathsConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    listings: ListingsConfig = field(default_factory=ListingsConfig)
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:
@@ -206,6 +237,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"synth.{name} must be in [0, 1]; got {v}")
     if s.zipf_a <= 0 or s.offers_per_product_a <= 1:
         raise ConfigError("synth.zipf_a must be > 0 and synth.offers_per_product_a > 1")
+    if cfg.pairs.window < 1 or cfg.pairs.min_support < 1:
+        raise ConfigError("pairs.window and pairs.min_support must be >= 1")
+    if not cfg.pairs.event_weights:
+        raise ConfigError("pairs.event_weights must name at least one event type")
+    if cfg.split.test_days < 1 and not cfg.split.test_start:
+        raise ConfigError("split.test_days must be >= 1 (or set split.test_start)")
     if cfg.spark.deploy_mode not in ("client", "cluster"):
         raise ConfigError(f"spark.deploy_mode must be client or cluster; got {cfg.spark.deploy_mode!r}")
 

@@ -1,0 +1,1 @@
+"""Mining session logs: co-click pairs and graded listing labels with position-bias propensities."""
