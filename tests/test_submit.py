@@ -80,5 +80,14 @@ def test_pipeline_on_the_test_config(tmp_path: Path) -> None:
         m = json.loads((tmp_path / "_metrics" / f"{stage}.json").read_text())
         assert m["rows_out"] > 0 and m["seconds"] > 0
         assert (tmp_path / "_metrics" / f"{stage}.config.yaml").exists()
-    for table in ("raw/offers", "raw/events", "offers", "events", "quarantine/events", "truth/relevance", "pairs", "listings"):
+    for table in (
+        "raw/offers",
+        "raw/events",
+        "offers",
+        "events",
+        "quarantine/events",
+        "truth/relevance",
+        "pairs",
+        "listings",
+    ):
         assert (tmp_path / table / "_SUCCESS").exists(), table
