@@ -11,12 +11,14 @@ estimated examination curve with the true one (`propensity_mae`, first 30 positi
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from retrieval import tables
+from retrieval import storage, tables
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.mining.spark_listings import add_features, curve_against_truth, fit_propensity, shown
@@ -32,6 +34,15 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     splits = session_splits(events, cutoff).persist(StorageLevel.MEMORY_AND_DISK)
     rows = shown(events, splits).persist(StorageLevel.MEMORY_AND_DISK)
     model, fit_info = fit_propensity(rows, cfg.listings, cfg.seed)
+    # The click model is a model artifact too (content-addressed version): models/position_bias/<v>/
+    artifact = {
+        "model": "position_based_click_model",
+        "fitted_on": {"test_start": cutoff, **fit_info},
+        **model.to_dict(),
+    }
+    version = hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()[:12]
+    model_uri = storage.join(root, "models", "position_bias", version, "model.json")
+    storage.write_json_atomic(model_uri, artifact)
     max_position = int(rows.agg(F.max("position")).first()[0] or 1)  # type: ignore[index]
     table = add_features(rows, events, offers, splits, model, cfg.listings, max_position)
     parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
@@ -65,7 +76,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "by_split": by_split,
         "test_start": cutoff,
         "rows_out": n_rows,
-        "outputs": {"listings": uri},
+        "outputs": {"listings": uri, "position_bias model": model_uri},
         "summary": [
             f"{n_searches:,} searches -> {n_rows:,} rows; labels (train) "
             + " ".join(f"{g}:{by_split.get('train', {}).get(f'label_{g}', 0):,}" for g in range(4)),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from retrieval import metrics, tables
+from retrieval import metrics, storage, tables
 from retrieval.mining.pairs import Pair, mine_pairs, top_partner_share
 from retrieval.spark_tables import read_table
 
@@ -66,6 +66,8 @@ def test_listings_are_graded_and_complete(spark: Any, mined: dict[str, Any]) -> 
 
 def test_propensity_estimate_is_close_to_the_true_examination_curve(mined: dict[str, Any]) -> None:
     m = mined["mine_listings"]
+    saved = storage.read_json(m["outputs"]["position_bias model"])
+    assert saved["examination"][:30] == pytest.approx(m["propensity"]["estimated"], abs=1e-5)
     assert m["propensity_mae"] < 0.10
     est = m["propensity"]["estimated"]
     assert est[0] == 1.0 and all(a >= b for a, b in itertools.pairwise(est))  # monotone fit
