@@ -11,14 +11,13 @@ estimated examination curve with the true one (`propensity_mae`, first 30 positi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from retrieval import storage, tables
+from retrieval import tables
+from retrieval.artifacts import save_json_model
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.mining.spark_listings import add_features, curve_against_truth, fit_propensity, shown
@@ -34,15 +33,15 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     splits = session_splits(events, cutoff).persist(StorageLevel.MEMORY_AND_DISK)
     rows = shown(events, splits).persist(StorageLevel.MEMORY_AND_DISK)
     model, fit_info = fit_propensity(rows, cfg.listings, cfg.seed)
-    # The click model is a model artifact too (content-addressed version): models/position_bias/<v>/
-    artifact = {
-        "model": "position_based_click_model",
-        "fitted_on": {"test_start": cutoff, **fit_info},
-        **model.to_dict(),
-    }
-    version = hashlib.sha256(json.dumps(artifact, sort_keys=True).encode()).hexdigest()[:12]
-    model_uri = storage.join(root, "models", "position_bias", version, "model.json")
-    storage.write_json_atomic(model_uri, artifact)
+    model_uri = save_json_model(
+        root,
+        "position_bias",
+        {
+            "model": "position_based_click_model",
+            "fitted_on": {"test_start": cutoff, **fit_info},
+            **model.to_dict(),
+        },
+    )
     max_position = int(rows.agg(F.max("position")).first()[0] or 1)  # type: ignore[index]
     table = add_features(rows, events, offers, splits, model, cfg.listings, max_position)
     parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
