@@ -1,0 +1,176 @@
+"""The two-tower encoder (one tower, shared weights) for offers and sessions.
+
+An offer is embedded from its content (title words and character n-grams, category, price bucket,
+seller) plus a hashed offer-id embedding for what co-clicks say that content cannot; the id part is
+zeroed for cold offers (and randomly during training, so the content part learns to stand alone).
+A session is the recency-weighted mean of its last offers' embeddings, so the same tower answers
+"offers like this one" and "next offer for this session". Outputs are L2-normalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from retrieval.encoder.features import OfferFeatures, Vocab
+
+
+@dataclass
+class EncoderConfig:
+    dim: int = 64  # output embedding size
+    embed_dim: int = 64  # size of each input embedding
+    hidden: int = 256  # hidden layer of the MLP on top of the concatenated inputs
+    use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
+    id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
+    session_decay: float = 0.7  # weight of the k-th most recent offer of a session: decay ** k
+    vocab: Vocab = field(default_factory=Vocab)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> EncoderConfig:
+        d = dict(d)
+        v = dict(d.pop("vocab", {}))
+        if "char_n" in v:
+            v["char_n"] = tuple(v["char_n"])
+        return EncoderConfig(**d, vocab=Vocab(**v))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_tensors(f: OfferFeatures, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return {
+        k: torch.as_tensor(getattr(f, k), device=device)
+        for k in ("words", "word_offsets", "chars", "char_offsets", "category", "price", "seller", "offer")
+    }
+
+
+class OfferTower(nn.Module):
+    """Offer features -> [B, dim] unit vectors."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        v, e = cfg.vocab, cfg.embed_dim
+        # Sparse gradients: a step touches a few thousand rows of tables with 10^5-10^6 rows, so the
+        # embeddings get SparseAdam and only the MLP a dense optimizer (see make_optimizers).
+        self.words = nn.EmbeddingBag(v.words, e, mode="mean", padding_idx=0, sparse=True)
+        self.chars = nn.EmbeddingBag(v.chars, e, mode="mean", padding_idx=0, sparse=True)
+        self.category = nn.Embedding(v.categories, e, padding_idx=0, sparse=True)
+        self.price = nn.Embedding(v.prices, e, padding_idx=0, sparse=True)
+        self.seller = nn.Embedding(v.sellers, e, padding_idx=0, sparse=True)
+        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=True)
+        self.mlp = nn.Sequential(nn.Linear(5 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
+        self.id_proj = nn.Linear(e, cfg.dim, bias=False)
+        for emb in (self.words, self.chars, self.category, self.price, self.seller, self.offer):
+            nn.init.normal_(emb.weight, std=0.05)
+
+    def forward(self, x: dict[str, torch.Tensor], use_id: torch.Tensor | None = None) -> torch.Tensor:
+        """Args:
+            x: tensors of ``to_tensors`` (flat bags + offsets, [B] ids).
+            use_id: [B] bool, whether each offer's id embedding counts (False for cold offers);
+                None = as ``cfg.use_id`` says, with ``id_dropout`` applied while training.
+        Returns: [B, dim] float32, L2-normalised.
+        """
+        content = torch.cat(
+            [
+                self.words(x["words"], x["word_offsets"]),
+                self.chars(x["chars"], x["char_offsets"]),
+                self.category(x["category"]),
+                self.price(x["price"]),
+                self.seller(x["seller"]),
+            ],
+            dim=1,
+        )
+        out = self.mlp(content)
+        if self.cfg.use_id:
+            keep = torch.ones(len(out), dtype=torch.bool, device=out.device) if use_id is None else use_id
+            if self.training and use_id is None and self.cfg.id_dropout > 0:
+                keep = keep & (torch.rand(len(out), device=out.device) >= self.cfg.id_dropout)
+            out = out + self.id_proj(self.offer(x["offer"])) * keep.unsqueeze(1).to(out.dtype)
+        return F.normalize(out, dim=1)
+
+
+def make_optimizers(model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
+    """SparseAdam for the (sparse) embedding tables, AdamW for the dense layers."""
+    sparse = [
+        p for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for p in m.parameters()
+    ]
+    sparse_ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in sparse_ids]
+    return [torch.optim.SparseAdam(sparse, lr=lr), torch.optim.AdamW(dense, lr=lr, weight_decay=1e-5)]
+
+
+def pool_sessions(item_vectors: torch.Tensor, lengths: torch.Tensor, decay: float) -> torch.Tensor:
+    """Recency-weighted mean of each session's offer vectors, re-normalised.
+
+    Args:
+        item_vectors: [B, N, dim] the last N offers of each session, oldest first, right-aligned
+            (padding at the front).
+        lengths: [B] number of real offers per session (1..N).
+    Returns: [B, dim] unit vectors.
+    """
+    b, n, _ = item_vectors.shape
+    age = torch.arange(n - 1, -1, -1, device=item_vectors.device, dtype=item_vectors.dtype)  # newest = 0
+    weights = decay ** age.unsqueeze(0).expand(b, n)
+    weights = weights * (age.unsqueeze(0) < lengths.unsqueeze(1)).to(weights.dtype)
+    pooled = (weights.unsqueeze(2) * item_vectors).sum(dim=1)
+    return F.normalize(pooled, dim=1)
+
+
+def save(model: OfferTower, path_dir: str, extra: dict[str, Any] | None = None) -> None:
+    """``state_dict.pt`` + ``config.json`` (load with :func:`load`, which uses ``weights_only=True``)."""
+    import json
+    import os
+
+    os.makedirs(path_dir, exist_ok=True)
+    torch.save(model.state_dict(), os.path.join(path_dir, "state_dict.pt"))
+    with open(os.path.join(path_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump({"encoder": model.cfg.to_dict(), **(extra or {})}, f, indent=2)
+
+
+def load(path_dir: str, map_location: str = "cpu") -> OfferTower:
+    import json
+    import os
+
+    with open(os.path.join(path_dir, "config.json"), encoding="utf-8") as f:
+        cfg = EncoderConfig.from_dict(json.load(f)["encoder"])
+    model = OfferTower(cfg)
+    state = torch.load(os.path.join(path_dir, "state_dict.pt"), map_location=map_location, weights_only=True)
+    model.load_state_dict(state)
+    return model
+
+
+def embed(
+    model: OfferTower,
+    feats: OfferFeatures,
+    batch_size: int = 4096,
+    use_id: np.ndarray | None = None,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Embeds offers in batches without gradients: [B, dim] float32."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(feats), batch_size):
+            part = slice_features(feats, lo, min(lo + batch_size, len(feats)))
+            mask = None if use_id is None else torch.as_tensor(use_id[lo : lo + batch_size], device=device)
+            out.append(model(to_tensors(part, device), mask).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.dim), np.float32)
+
+
+def slice_features(f: OfferFeatures, lo: int, hi: int) -> OfferFeatures:
+    """Offers ``lo..hi`` of a batch (re-based offsets)."""
+
+    def bag(flat: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        start = offsets[lo] if lo < len(offsets) else len(flat)
+        end = offsets[hi] if hi < len(offsets) else len(flat)
+        return flat[start:end], offsets[lo:hi] - start
+
+    w, wo = bag(f.words, f.word_offsets)
+    c, co = bag(f.chars, f.char_offsets)
+    return OfferFeatures(w, wo, c, co, f.category[lo:hi], f.price[lo:hi], f.seller[lo:hi], f.offer[lo:hi])

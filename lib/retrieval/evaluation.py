@@ -1,0 +1,62 @@
+"""Offline retrieval metrics, shared by every stage: exact top-K, Recall@K, MRR (pure numpy).
+
+Conventions: ``ranked`` is [Q, K] item ids (best first, -1 = no item), ``targets`` one set of
+relevant ids per query. Recall@K = |top-K ∩ targets| / |targets|, averaged over queries with targets;
+MRR = mean of 1 / rank of the first relevant item within the top K (0 if none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def exact_top_k(
+    xq: np.ndarray,
+    xb: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+    block: int = 4096,
+) -> np.ndarray:
+    """Exact inner-product top-``k`` of each query among ``xb``: [Q, k] ids (-1 padding).
+
+    Args:
+        xq: [Q, d] float32 queries; xb: [N, d] float32 items with ids [N].
+        exclude: [Q] item id per query to leave out (the query item itself), or None.
+    """
+    if xq.shape[1] != xb.shape[1]:
+        raise ValueError(f"queries are {xq.shape[1]}-d but items are {xb.shape[1]}-d")
+    out = np.full((len(xq), k), -1, dtype=np.int64)
+    kk = min(k + (1 if exclude is not None else 0), len(xb))
+    for lo in range(0, len(xq), block):
+        scores = xq[lo : lo + block] @ xb.T  # [b, N]
+        if exclude is not None:
+            scores[ids[None, :] == exclude[lo : lo + block, None]] = -np.inf
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        order = np.take_along_axis(scores, part, axis=1)
+        idx = np.take_along_axis(part, np.argsort(-order, axis=1, kind="stable"), axis=1)[:, :k]
+        top = ids[idx]
+        top[np.take_along_axis(scores, idx, axis=1) == -np.inf] = -1
+        out[lo : lo + block, : top.shape[1]] = top
+    return out
+
+
+def recall_at_k(ranked: np.ndarray, targets: Sequence[set[int]], k: int) -> float:
+    hits = [len(set(row[:k].tolist()) & t) / len(t) for row, t in zip(ranked, targets, strict=True) if t]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def mrr(ranked: np.ndarray, targets: Sequence[set[int]], k: int | None = None) -> float:
+    scores = []
+    for row, t in zip(ranked, targets, strict=True):
+        if not t:
+            continue
+        rr = 0.0
+        for rank, item in enumerate(row[:k].tolist() if k else row.tolist(), start=1):
+            if item in t:
+                rr = 1.0 / rank
+                break
+        scores.append(rr)
+    return float(np.mean(scores)) if scores else float("nan")

@@ -1,0 +1,235 @@
+"""The encoder's pure parts: features, the tower, session pooling, and the sampled-softmax loss."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.encoder.features import (
+    Vocab,
+    char_ngrams,
+    collate,
+    offer_row_features,
+    price_bucket,
+    stable_hash,
+)
+from retrieval.encoder.losses import sampled_softmax
+from retrieval.encoder.model import (
+    EncoderConfig,
+    OfferTower,
+    load,
+    pool_sessions,
+    save,
+    slice_features,
+    to_tensors,
+)
+
+SMALL = Vocab(words=1024, chars=2048, categories=64, prices=32, sellers=128, ids=4096)
+
+
+def brute_force_loss(q, c, ids, log_q, t, qids=None, extra=None, extra_ids=None, extra_lq=None):  # type: ignore[no-untyped-def]
+    """The definition, one logit at a time."""
+    cands = list(c) + (list(extra) if extra is not None else [])
+    all_ids = list(ids) + (list(extra_ids) if extra is not None else [])
+    all_lq = list(log_q) + (list(extra_lq) if extra is not None else [])
+    total = 0.0
+    for i in range(len(q)):
+        logits = []
+        for j, cj in enumerate(cands):
+            accidental = j != i and (all_ids[j] == ids[i] or (qids is not None and all_ids[j] == qids[i]))
+            if not accidental:
+                logits.append((j == i, float(np.dot(q[i], cj)) / t - all_lq[j]))
+        m = max(v for _, v in logits)
+        log_z = m + math.log(sum(math.exp(v - m) for _, v in logits))
+        total += log_z - next(v for pos, v in logits if pos)
+    return total / len(q)
+
+
+def unit(rng: np.random.Generator, n: int, d: int = 8) -> np.ndarray:
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_sampled_softmax_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    q, c = unit(rng, 6), unit(rng, 6)
+    ids = np.array([10, 11, 12, 10, 13, 14])  # rows 0 and 3 share their positive: accidental hits
+    qids = np.array([11, 20, 21, 22, 23, 24])  # row 0's query item is row 1's candidate
+    log_q = np.log(rng.uniform(0.01, 0.2, size=6))
+    got = sampled_softmax(
+        torch.tensor(q), torch.tensor(c), torch.tensor(ids), torch.tensor(log_q), 0.1, torch.tensor(qids)
+    )
+    assert float(got) == pytest.approx(brute_force_loss(q, c, ids, log_q, 0.1, qids), rel=1e-6)
+
+
+def test_sampled_softmax_with_extra_negatives() -> None:
+    rng = np.random.default_rng(1)
+    q, c, e = unit(rng, 4), unit(rng, 4), unit(rng, 5)
+    ids, eids = (
+        np.array([1, 2, 3, 4]),
+        np.array([2, 9, 9, 8, 1]),
+    )  # queue items 2 and 1 are positives of rows 1, 0
+    lq, elq = np.zeros(4), np.log(np.full(5, 0.1))
+    got = sampled_softmax(
+        torch.tensor(q),
+        torch.tensor(c),
+        torch.tensor(ids),
+        torch.tensor(lq),
+        0.2,
+        extra=torch.tensor(e),
+        extra_ids=torch.tensor(eids),
+        extra_log_q=torch.tensor(elq),
+    )
+    assert float(got) == pytest.approx(brute_force_loss(q, c, ids, lq, 0.2, None, e, eids, elq), rel=1e-6)
+
+
+def test_logq_correction_lowers_the_weight_of_popular_negatives() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    c = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    ids = torch.tensor([1, 2])
+    flat = sampled_softmax(q, c, ids, torch.zeros(2), 1.0, reduction="none")
+    popular = sampled_softmax(q, c, ids, torch.tensor([0.0, math.log(10.0)]), 1.0, reduction="none")
+    assert float(popular[0]) < float(flat[0])  # row 0's negative (item 2) is frequent: it counts less
+    assert float(popular[1]) > float(flat[1])  # and a frequent positive is explained less by chance
+
+
+def test_sampled_softmax_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\[B, d\]"):
+        sampled_softmax(torch.zeros(3, 2), torch.zeros(2, 2), torch.zeros(3), torch.zeros(3))
+
+
+def test_features_are_stable_and_handle_missing_content() -> None:
+    assert stable_hash("red", "w", 1000) == stable_hash("red", "w", 1000) != stable_hash("red", "c", 1000)
+    assert char_ngrams("ab", (3,)) == ["#ab", "ab#"]
+    assert price_bucket(None, 64) == 0 and price_bucket(float("nan"), 64) == 0 and price_bucket(0.0, 64) == 1
+    assert price_bucket(100.0, 64) > price_bucket(10.0, 64) and price_bucket(1e30, 64) == 63
+    f = offer_row_features({"offer_id": 5, "title": None}, SMALL)
+    assert f["word_ids"] == [] and f["category"] == 0 and f["offer"] > 0
+    g = offer_row_features(
+        {"offer_id": 5, "title": "Red Shoe", "category_id": 3, "price": 9.5, "seller_id": 7}, SMALL
+    )
+    assert len(g["word_ids"]) == 2 and all(0 < i < SMALL.words for i in g["word_ids"])
+
+
+def batch(rows: list[dict]) -> dict[str, torch.Tensor]:
+    return to_tensors(collate([offer_row_features(r, SMALL) for r in rows]))
+
+
+def test_tower_outputs_unit_vectors_and_drops_ids_for_cold_offers() -> None:
+    torch.manual_seed(0)
+    model = OfferTower(EncoderConfig(dim=16, embed_dim=8, hidden=32, vocab=SMALL)).eval()
+    rows = [
+        {"offer_id": 1, "title": "red shoe", "category_id": 2, "price": 10.0, "seller_id": 3},
+        {"offer_id": 2, "title": "red shoe", "category_id": 2, "price": 10.0, "seller_id": 3},
+        {"offer_id": 3, "title": None},
+    ]
+    x = batch(rows)
+    out = model(x)
+    assert out.shape == (3, 16) and torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert not torch.allclose(out[0], out[1])  # same content, different ids
+    cold = model(x, use_id=torch.tensor([False, False, False]))
+    assert torch.allclose(cold[0], cold[1], atol=1e-6)  # without ids, same content = same vector
+
+
+def test_take_equals_collating_the_chosen_rows() -> None:
+    from retrieval.encoder.features import take
+
+    rows = [offer_row_features({"offer_id": i, "title": "w" * (i + 1) + " x" * i}, SMALL) for i in range(6)]
+    f = collate(rows)
+    idx = np.array([4, 0, 4, 2])
+    got, want = take(f, idx), collate([rows[i] for i in idx])
+    for name in ("words", "word_offsets", "chars", "char_offsets", "category", "offer"):
+        assert getattr(got, name).tolist() == getattr(want, name).tolist(), name
+
+
+def test_slice_features_rebases_offsets() -> None:
+    rows = [{"offer_id": i, "title": "a " * i} for i in range(5)]
+    f = collate([offer_row_features(r, SMALL) for r in rows])
+    part = slice_features(f, 2, 4)
+    assert part.word_offsets.tolist() == [0, 2] and len(part.words) == 2 + 3
+    assert part.offer.tolist() == f.offer[2:4].tolist()
+
+
+def test_session_pooling_weights_recent_offers_more() -> None:
+    items = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # padding, older, newest
+    out = pool_sessions(items, torch.tensor([2]), decay=0.5)
+    expected = torch.tensor([0.5, 1.0]) / math.sqrt(1.25)
+    assert torch.allclose(out[0], expected, atol=1e-6)
+
+
+def test_save_and_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = OfferTower(EncoderConfig(dim=8, embed_dim=4, hidden=8, vocab=SMALL)).eval()
+    save(model, str(tmp_path / "m"), {"trained_on": "test"})
+    again = load(str(tmp_path / "m")).eval()
+    x = batch([{"offer_id": 1, "title": "red shoe"}])
+    assert torch.allclose(model(x), again(x))
+
+
+@pytest.mark.slow
+def test_training_learns_co_clicks_better_than_popularity() -> None:
+    """End to end on the pure path: synthetic offers and sessions -> pairs -> train -> Recall@10 on test pairs."""
+    from collections import defaultdict
+
+    from retrieval.config import PairsConfig, SynthConfig
+    from retrieval.encoder.model import embed
+    from retrieval.encoder.train import in_memory_batches, log_q_of, train
+    from retrieval.evaluation import exact_top_k, recall_at_k
+    from retrieval.mining.pairs import mine_pairs
+    from retrieval.synth.catalog import Catalog
+    from retrieval.synth.offers import generate_offers
+    from retrieval.synth.sessions import SessionSimulator
+
+    cat = Catalog(SynthConfig(products=600, listing_min=10, listing_max=20, bad_row_rate=0.0, sellers=200), 7)
+    offers = generate_offers(cat, 0, 600, 0).to_pylist()
+    events = SessionSimulator(cat).simulate(0, 0, 2000).events.to_pylist()
+    pairs = mine_pairs(events, PairsConfig(min_support=1), "2026-10-12")
+    vocab = Vocab(words=1 << 14, chars=1 << 15, categories=256, prices=64, sellers=1024, ids=1 << 14)
+    feats = {o["offer_id"]: offer_row_features(o, vocab) for o in offers}
+    ids = np.array([o["offer_id"] for o in offers])
+    every = collate([feats[i] for i in ids])
+    train_pairs = np.array([(p.query_offer_id, p.item_offer_id) for p in pairs if p.split == "train"])
+    test: dict[int, set[int]] = defaultdict(set)
+    for p in pairs:
+        if p.split == "test":
+            test[p.query_offer_id].add(p.item_offer_id)
+    queries = np.array(sorted(test))
+    targets = [test[q] for q in queries]
+    row = {int(i): k for k, i in enumerate(ids)}
+    lq = log_q_of(train_pairs[:, 1])
+    lq = {int(i): lq.get(int(i), min(lq.values())) for i in ids}
+
+    def recall10(model: OfferTower) -> float:
+        v = embed(model, every)
+        return recall_at_k(
+            exact_top_k(v[[row[q] for q in queries]], v, ids, 10, exclude=queries), targets, 10
+        )
+
+    torch.manual_seed(0)
+    model = OfferTower(EncoderConfig(dim=32, embed_dim=32, hidden=64, vocab=vocab))
+    untrained = recall10(model)
+    rng = np.random.default_rng(0)
+    history = train(
+        model, 3, lambda e: in_memory_batches(train_pairs, every, ids, lq, 512, rng), lr=0.02, log_every=0
+    )
+    assert history[-1]["loss"] < history[0]["loss"]
+    counts: dict[int, int] = defaultdict(int)
+    for c in train_pairs[:, 1]:
+        counts[int(c)] += 1
+    popular = sorted(counts, key=lambda x: -counts[x])[:11]
+    pop = recall_at_k(np.array([[x for x in popular if x != q][:10] for q in queries]), targets, 10)
+    trained = recall10(model)
+    assert trained > 1.5 * pop and trained > 10 * max(untrained, 0.005)
+
+
+def test_exact_top_k_and_metrics_by_hand() -> None:
+    from retrieval.evaluation import exact_top_k, mrr, recall_at_k
+
+    xb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32)
+    ids = np.array([10, 11, 12, 13])
+    top = exact_top_k(xb[:2], xb, ids, 3, exclude=np.array([10, 11]))
+    assert top.tolist() == [[11, 13, 12], [10, 13, 12]]
+    assert recall_at_k(top, [{13, 12}, {99}], 2) == pytest.approx(0.25)  # 0.5 and 0 averaged
+    assert mrr(top, [{13}, {12}]) == pytest.approx((1 / 2 + 1 / 3) / 2)
