@@ -9,4 +9,6 @@ venv="${RETRIEVAL_VENV:-$repo/.venv}"
 cd "$repo"
 export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$venv/bin/python}"  # Spark's Python workers: the venv, not PATH's python3
+# petastorm's exit-time cache cleanup warns about a pyarrow API it still uses, after pytest's summary
+export PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::FutureWarning:petastorm.fs_utils}"
 exec "$venv/bin/python" -m pytest "$@"
