@@ -31,6 +31,8 @@ class Vocab:
     prices: int = 64  # log-price buckets (25% wide)
     sellers: int = 1 << 16  # seller id buckets
     ids: int = 1 << 18  # offer id buckets (collaborative embedding; collisions grow with the catalogue)
+    max_words: int = 16  # title words kept per offer (padded with 0 to this length)
+    max_chars: int = 128  # character n-grams kept per offer (padded with 0 to this length)
 
 
 def stable_hash(text: str, salt: str, buckets: int) -> int:
@@ -59,16 +61,15 @@ def id_bucket(value: int | None, salt: str, buckets: int) -> int:
 
 @dataclass
 class OfferFeatures:
-    """Features of a batch of offers, ready for ``nn.EmbeddingBag`` (flat ids + offsets).
+    """Features of a batch of offers, ready for ``nn.EmbeddingBag`` with ``padding_idx=0``.
 
-    Shapes: words / chars [total ids] int64 with offsets [B] int64 (start of each offer's bag);
-    category, price, seller, offer [B] int64 (0 = missing).
+    Shapes: words [B, max_words], chars [B, max_chars] int64, right-padded with 0 (fixed lengths keep
+    batches rectangular, which Petastorm needs and DataLoaders like); category, price, seller,
+    offer [B] int64 (0 = missing).
     """
 
     words: np.ndarray
-    word_offsets: np.ndarray
     chars: np.ndarray
-    char_offsets: np.ndarray
     category: np.ndarray
     price: np.ndarray
     seller: np.ndarray
@@ -81,9 +82,13 @@ class OfferFeatures:
 def offer_row_features(row: Mapping[str, Any], vocab: Vocab) -> dict[str, Any]:
     """Hashed features of one offer (what the featurize job stores per offer, as plain lists and ints)."""
     words = tokenize(row.get("title"))
+    word_ids = [stable_hash(w, "w", vocab.words) for w in words][: vocab.max_words]
+    char_ids = [stable_hash(g, "c", vocab.chars) for w in words for g in char_ngrams(w, vocab.char_n)][
+        : vocab.max_chars
+    ]
     return {
-        "word_ids": [stable_hash(w, "w", vocab.words) for w in words],
-        "char_ids": [stable_hash(g, "c", vocab.chars) for w in words for g in char_ngrams(w, vocab.char_n)],
+        "word_ids": word_ids + [0] * (vocab.max_words - len(word_ids)),
+        "char_ids": char_ids + [0] * (vocab.max_chars - len(char_ids)),
         "category": id_bucket(row.get("category_id"), "cat", vocab.categories),
         "price_bucket": price_bucket(row.get("price"), vocab.prices),
         "seller": id_bucket(row.get("seller_id"), "seller", vocab.sellers),
@@ -94,42 +99,21 @@ def offer_row_features(row: Mapping[str, Any], vocab: Vocab) -> dict[str, Any]:
 def collate(rows: Sequence[Mapping[str, Any]]) -> OfferFeatures:
     """Stacks per-offer features (``offer_row_features`` dicts) into one batch."""
 
-    def bag(key: str) -> tuple[np.ndarray, np.ndarray]:
-        lengths = np.array([len(r[key]) for r in rows], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(rows) else np.zeros(0, np.int64)
-        flat = [i for r in rows for i in r[key]]
-        return np.asarray(flat, dtype=np.int64), offsets.astype(np.int64)
+    def ints(key: str) -> np.ndarray:
+        return np.array([r[key] for r in rows], dtype=np.int64)
 
-    words, word_offsets = bag("word_ids")
-    chars, char_offsets = bag("char_ids")
     return OfferFeatures(
-        words,
-        word_offsets,
-        chars,
-        char_offsets,
-        np.array([r["category"] for r in rows], dtype=np.int64),
-        np.array([r["price_bucket"] for r in rows], dtype=np.int64),
-        np.array([r["seller"] for r in rows], dtype=np.int64),
-        np.array([r["offer"] for r in rows], dtype=np.int64),
+        np.array([r["word_ids"] for r in rows], dtype=np.int64).reshape(len(rows), -1),
+        np.array([r["char_ids"] for r in rows], dtype=np.int64).reshape(len(rows), -1),
+        ints("category"),
+        ints("price_bucket"),
+        ints("seller"),
+        ints("offer"),
     )
 
 
-def _take_bag(flat: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ends = np.append(offsets[1:], len(flat))
-    starts, lengths = offsets[idx], ends[idx] - offsets[idx]
-    new_offsets = (
-        np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(idx) else np.zeros(0, np.int64)
-    )
-    # positions of every selected id: start of its bag + its index inside the bag
-    within = np.arange(lengths.sum()) - np.repeat(new_offsets, lengths)
-    return flat[np.repeat(starts, lengths) + within], new_offsets
-
-
-def take(f: OfferFeatures, idx: np.ndarray) -> OfferFeatures:
-    """Rows ``idx`` of a feature batch, vectorised (no Python loop over offers)."""
-    idx = np.asarray(idx, dtype=np.int64)
-    words, word_offsets = _take_bag(f.words, f.word_offsets, idx)
-    chars, char_offsets = _take_bag(f.chars, f.char_offsets, idx)
+def take(f: OfferFeatures, idx: np.ndarray | slice) -> OfferFeatures:
+    """Rows ``idx`` of a feature batch (an index array or a slice)."""
     return OfferFeatures(
-        words, word_offsets, chars, char_offsets, f.category[idx], f.price[idx], f.seller[idx], f.offer[idx]
+        f.words[idx], f.chars[idx], f.category[idx], f.price[idx], f.seller[idx], f.offer[idx]
     )

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from retrieval.encoder.features import OfferFeatures, Vocab
+from retrieval.encoder.features import OfferFeatures, Vocab, take
 
 
 @dataclass
@@ -45,7 +45,7 @@ class EncoderConfig:
 def to_tensors(f: OfferFeatures, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     return {
         k: torch.as_tensor(getattr(f, k), device=device)
-        for k in ("words", "word_offsets", "chars", "char_offsets", "category", "price", "seller", "offer")
+        for k in ("words", "chars", "category", "price", "seller", "offer")
     }
 
 
@@ -71,15 +71,15 @@ class OfferTower(nn.Module):
 
     def forward(self, x: dict[str, torch.Tensor], use_id: torch.Tensor | None = None) -> torch.Tensor:
         """Args:
-            x: tensors of ``to_tensors`` (flat bags + offsets, [B] ids).
+            x: tensors of ``to_tensors`` ([B, L] padded bags, [B] ids).
             use_id: [B] bool, whether each offer's id embedding counts (False for cold offers);
                 None = as ``cfg.use_id`` says, with ``id_dropout`` applied while training.
         Returns: [B, dim] float32, L2-normalised.
         """
         content = torch.cat(
             [
-                self.words(x["words"], x["word_offsets"]),
-                self.chars(x["chars"], x["char_offsets"]),
+                self.words(x["words"]),  # [B, L] input: one bag per row, padding (0) ignored
+                self.chars(x["chars"]),
                 self.category(x["category"]),
                 self.price(x["price"]),
                 self.seller(x["seller"]),
@@ -157,20 +157,7 @@ def embed(
     out = []
     with torch.no_grad():
         for lo in range(0, len(feats), batch_size):
-            part = slice_features(feats, lo, min(lo + batch_size, len(feats)))
+            part = take(feats, slice(lo, lo + batch_size))
             mask = None if use_id is None else torch.as_tensor(use_id[lo : lo + batch_size], device=device)
             out.append(model(to_tensors(part, device), mask).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.dim), np.float32)
-
-
-def slice_features(f: OfferFeatures, lo: int, hi: int) -> OfferFeatures:
-    """Offers ``lo..hi`` of a batch (re-based offsets)."""
-
-    def bag(flat: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        start = offsets[lo] if lo < len(offsets) else len(flat)
-        end = offsets[hi] if hi < len(offsets) else len(flat)
-        return flat[start:end], offsets[lo:hi] - start
-
-    w, wo = bag(f.words, f.word_offsets)
-    c, co = bag(f.chars, f.char_offsets)
-    return OfferFeatures(w, wo, c, co, f.category[lo:hi], f.price[lo:hi], f.seller[lo:hi], f.offer[lo:hi])

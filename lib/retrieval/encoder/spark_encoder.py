@@ -1,0 +1,65 @@
+"""Spark glue of the encoder: hashed offer features for every offer, and training examples as parquet."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from retrieval.encoder.features import Vocab, offer_row_features
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame
+
+FEATURE_COLUMNS = ["word_ids", "char_ids", "category", "price_bucket", "seller", "offer"]
+FEATURES_DDL = "offer_id bigint, word_ids array<int>, char_ids array<int>, category int, price_bucket int, seller int, offer int"
+
+
+def _featurize(vocab_dict: dict[str, Any]) -> Any:
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        vocab = Vocab(**{**vocab_dict, "char_n": tuple(vocab_dict["char_n"])})
+        for df in frames:
+            rows = [offer_row_features(r, vocab) for r in df.to_dict("records")]
+            out = pd.DataFrame(rows, columns=FEATURE_COLUMNS)
+            out.insert(0, "offer_id", df["offer_id"].to_numpy())
+            yield out
+
+    return run
+
+
+def featurize_offers(offers: DataFrame, vocab: Vocab) -> DataFrame:
+    """Every offer's hashed features (the pure ``offer_row_features``, applied per partition)."""
+    cols = offers.select("offer_id", "title", "category_id", "price", "seller_id")
+    return cols.mapInPandas(_featurize(dataclasses.asdict(vocab)), FEATURES_DDL)
+
+
+def training_examples(pairs: DataFrame, features: DataFrame, split: str = "train") -> DataFrame:
+    """Pairs of ``split`` joined with both sides' features, plus log_q of each candidate (its share of
+    the split's positives: the in-batch sampling probability that logQ correction removes)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    p = pairs.where(F.col("split") == split).select("query_offer_id", "item_offer_id")
+    everything = Window.partitionBy()
+    per_item = p.groupBy("item_offer_id").agg(F.count(F.lit(1)).alias("_n"))
+    log_q = per_item.select("item_offer_id", F.log(F.col("_n") / F.sum("_n").over(everything)).alias("log_q"))
+
+    def side(prefix: str, key: str) -> DataFrame:
+        return features.select(
+            F.col("offer_id").alias(key), *[F.col(c).alias(f"{prefix}{c}") for c in FEATURE_COLUMNS]
+        )
+
+    return (
+        p.join(log_q, "item_offer_id")
+        .join(side("q_", "query_offer_id"), "query_offer_id")
+        .join(side("c_", "item_offer_id"), "item_offer_id")
+        .select(
+            "query_offer_id",
+            "item_offer_id",
+            "log_q",
+            *[f"{s}{c}" for s in ("q_", "c_") for c in FEATURE_COLUMNS],
+        )
+    )
