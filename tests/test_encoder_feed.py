@@ -118,3 +118,44 @@ def test_an_empty_feed_fails_loudly(tmp_path: Path) -> None:
 
     with pytest.raises(FileNotFoundError, match="no parquet files"):
         ArrowFeed(str(tmp_path), batch_size=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("feed", ["arrow", "petastorm"])
+def test_torch_distributor_trains_two_processes_and_resumes(
+    spark: Any, examples: dict[str, Any], tmp_path: Path, feed: str
+) -> None:
+    import dataclasses
+    import os
+
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from retrieval.encoder.distributed import TrainArgs, train_worker
+    from retrieval.encoder.model import EncoderConfig, load
+
+    model_dir = str(tmp_path / "model")
+    enc = EncoderConfig(dim=16, embed_dim=8, hidden=16, vocab=SMALL).to_dict()
+    args = dataclasses.asdict(
+        TrainArgs(
+            examples=examples["path"],
+            model_dir=model_dir,
+            encoder=enc,
+            feed=feed,
+            epochs=2,
+            batch_size=40,
+            log_every=0,
+        )
+    )
+    # 2 processes = the 2 task slots of these machines (more and the barrier stage would never start)
+    first = TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(train_worker, args)
+    assert first["world"] == 2 and [h["epoch"] for h in first["history"]] == [0, 1]
+    assert all(h["steps"] == first["steps_per_epoch"] > 0 for h in first["history"])
+    assert sorted(os.listdir(os.path.join(model_dir, "checkpoints"))) == ["epoch-0000.pt", "epoch-0001.pt"]
+    assert load(model_dir).cfg.dim == 16
+    # continue to a third epoch from the last checkpoint: epochs 0 and 1 are not run again
+    again = TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(
+        train_worker, {**args, "epochs": 3, "resume": True}
+    )
+    assert [h["epoch"] for h in again["history"]] == [0, 1, 2]
+    assert again["history"][:2] == first["history"]
+    assert os.path.exists(os.path.join(model_dir, "checkpoints", "epoch-0002.pt"))

@@ -28,6 +28,7 @@ class EncoderConfig:
     use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
     id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
     session_decay: float = 0.7  # weight of the k-th most recent offer of a session: decay ** k
+    sparse: bool = True  # sparse embedding gradients + SparseAdam (CPU/gloo); dense for nccl
     vocab: Vocab = field(default_factory=Vocab)
 
     @staticmethod
@@ -58,12 +59,13 @@ class OfferTower(nn.Module):
         v, e = cfg.vocab, cfg.embed_dim
         # Sparse gradients: a step touches a few thousand rows of tables with 10^5-10^6 rows, so the
         # embeddings get SparseAdam and only the MLP a dense optimizer (see make_optimizers).
-        self.words = nn.EmbeddingBag(v.words, e, mode="mean", padding_idx=0, sparse=True)
-        self.chars = nn.EmbeddingBag(v.chars, e, mode="mean", padding_idx=0, sparse=True)
-        self.category = nn.Embedding(v.categories, e, padding_idx=0, sparse=True)
-        self.price = nn.Embedding(v.prices, e, padding_idx=0, sparse=True)
-        self.seller = nn.Embedding(v.sellers, e, padding_idx=0, sparse=True)
-        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=True)
+        sp = cfg.sparse
+        self.words = nn.EmbeddingBag(v.words, e, mode="mean", padding_idx=0, sparse=sp)
+        self.chars = nn.EmbeddingBag(v.chars, e, mode="mean", padding_idx=0, sparse=sp)
+        self.category = nn.Embedding(v.categories, e, padding_idx=0, sparse=sp)
+        self.price = nn.Embedding(v.prices, e, padding_idx=0, sparse=sp)
+        self.seller = nn.Embedding(v.sellers, e, padding_idx=0, sparse=sp)
+        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
         self.mlp = nn.Sequential(nn.Linear(5 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
         self.id_proj = nn.Linear(e, cfg.dim, bias=False)
         for emb in (self.words, self.chars, self.category, self.price, self.seller, self.offer):

@@ -1,0 +1,133 @@
+"""Distributed training of the encoder: the function every TorchDistributor process runs.
+
+Plain torch + DDP (gloo on CPU, nccl on GPU); no Spark inside, so the same function runs under
+``TorchDistributor`` (local mode or barrier tasks on executors) or ``torchrun``. Each rank reads its own
+share of the examples (``feed.py``: the same number of steps on every rank, or DDP would hang at the
+all-reduce), rank 0 logs progress and writes a checkpoint after every epoch (model, optimizers, epoch,
+config), and ``resume`` continues from the last one. The return value is the same on every rank
+(TorchDistributor returns an arbitrary rank's), and everything that matters is written to storage.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainArgs:
+    """What a training process needs, as plain data (crosses process boundaries via ``asdict``)."""
+
+    examples: str  # parquet directory of training examples (spark_encoder.training_examples)
+    model_dir: str  # models/encoder/<version>/: checkpoints/ and the final model land here
+    encoder: dict[str, Any] = field(default_factory=dict)  # EncoderConfig.to_dict()
+    feed: str = "arrow"  # arrow | petastorm
+    epochs: int = 3
+    batch_size: int = 1024
+    lr: float = 0.01
+    temperature: float = 0.05
+    seed: int = 0
+    resume: bool = False
+    use_gpu: bool = False
+    threads: int = 1  # torch threads per process (TorchDistributor sets OMP_NUM_THREADS=1)
+    log_every: int = 50
+
+
+def _checkpoints(model_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(model_dir, "checkpoints", "epoch-*.pt")))
+
+
+def train_worker(args: dict[str, Any]) -> dict[str, Any]:
+    """Runs one rank of distributed training; returns a summary (identical on every rank)."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from retrieval.encoder.feed import ArrowFeed, PetastormFeed
+    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers, save
+    from retrieval.encoder.train import train_step
+
+    a = TrainArgs(**args)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = a.use_gpu and torch.cuda.is_available()
+    device = f"cuda:{local_rank}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    torch.set_num_threads(max(1, a.threads))
+    torch.manual_seed(a.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    enc = EncoderConfig.from_dict({**a.encoder, "sparse": not cuda and a.encoder.get("sparse", True)})
+    model = OfferTower(enc).to(device)
+    net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
+    optimizers = make_optimizers(model, a.lr)
+    feed_cls = PetastormFeed if a.feed == "petastorm" else ArrowFeed
+    feed = feed_cls(a.examples, a.batch_size, rank=rank, world=world, seed=a.seed)
+    start = 0
+    history: list[dict[str, float]] = []
+    done = _checkpoints(a.model_dir)
+    if a.resume and done:
+        state = torch.load(done[-1], map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        for opt, s in zip(optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)
+        start = int(state["epoch"]) + 1
+        history = json.loads(state["history"])
+        if rank == 0:
+            log.info("resuming from %s (epoch %d done)", done[-1], start - 1)
+    for epoch in range(start, a.epochs):
+        t0, losses = time.perf_counter(), []
+        for step, batch in enumerate(feed.epoch(epoch)):
+            losses.append(train_step(net, optimizers, batch, a.temperature, device))
+            if rank == 0 and a.log_every and step % a.log_every == 0:
+                rate = (step + 1) * a.batch_size * world / (time.perf_counter() - t0)
+                log.info(
+                    "epoch %d step %d/%d loss %.4f %.0f examples/s", epoch, step, feed.steps, losses[-1], rate
+                )
+        # The same figures on every rank: the mean loss over all ranks' steps, the slowest rank's time.
+        totals = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
+        seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
+        if distributed:
+            dist.all_reduce(totals)
+            dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": round(float(totals[0] / totals[1]), 6),
+                "steps": len(losses),
+                "examples_per_s": round(float(totals[1]) * a.batch_size / float(seconds[0]), 1),
+            }
+        )
+        if rank == 0:
+            path = os.path.join(a.model_dir, "checkpoints", f"epoch-{epoch:04d}.pt")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            state = {
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "epoch": epoch,
+                "history": json.dumps(history),
+                "config": json.dumps(args),
+            }
+            torch.save(state, path + ".tmp")
+            os.replace(path + ".tmp", path)  # a crash mid-save leaves the previous checkpoint intact
+        if distributed:
+            dist.barrier()
+    if rank == 0:
+        save(
+            model.cpu(),
+            a.model_dir,
+            {"train": {k: v for k, v in args.items() if k != "encoder"}, "history": history},
+        )
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"history": history, "world": world, "feed": a.feed, "steps_per_epoch": feed.steps}
