@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from jobs import generate, ingest, mine_listings, mine_pairs
+from jobs import generate, ingest, mine_listings, mine_pairs, train_encoder
 from retrieval.cli import load_config, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
@@ -23,6 +23,7 @@ STAGES = [
     ("ingest", ingest.run),
     ("mine_pairs", mine_pairs.run),
     ("mine_listings", mine_listings.run),
+    ("train_encoder", train_encoder.run),
 ]
 
 

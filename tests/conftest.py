@@ -59,3 +59,13 @@ def mined(spark: Any, marketplace: dict[str, Any]) -> dict[str, Any]:
     marketplace["mine_pairs"] = run_stage(spark, cfg, "mine_pairs", mine_pairs.run, TEST_CONFIG)
     marketplace["mine_listings"] = run_stage(spark, cfg, "mine_listings", mine_listings.run, TEST_CONFIG)
     return marketplace
+
+
+@pytest.fixture(scope="session")
+def trained(spark: Any, mined: dict[str, Any]) -> dict[str, Any]:
+    """The mined marketplace with a trained encoder: adds "train_encoder"."""
+    from jobs import train_encoder
+    from retrieval.cli import run_stage
+
+    mined["train_encoder"] = run_stage(spark, mined["cfg"], "train_encoder", train_encoder.run, TEST_CONFIG)
+    return mined

@@ -40,7 +40,10 @@ def test_dry_run_prints_the_spark_submit_command() -> None:
 
 
 def test_dry_run_with_the_cluster_config_requests_gpus() -> None:
-    out = submit("--dry-run", "ingest", "--config", "conf/cluster.yaml")
+    from retrieval import config
+
+    assert config.load(str(REPO / "conf" / "cluster.yaml")).train.use_gpu
+    out = submit("--dry-run", "train_encoder", "--config", "conf/cluster.yaml")
     assert out.returncode == 0
     for piece in (
         "--master spark://spark-master:7077",

@@ -110,6 +110,37 @@ class ListingsConfig:
 
 
 @dataclass
+class EncoderSection:
+    """Two-tower encoder hyper-parameters (retrieval.encoder.model.EncoderConfig)."""
+
+    dim: int = 64  # embedding size
+    embed_dim: int = 64  # size of each input embedding
+    hidden: int = 256  # MLP hidden layer
+    use_id: bool = True  # hashed offer-id embedding (collaborative part)
+    id_dropout: float = 0.2  # probability of zeroing an offer's id embedding while training
+    session_decay: float = 0.7  # recency weight of a session's k-th most recent offer: decay ** k
+
+
+@dataclass
+class TrainConfig:
+    """How train_encoder trains (TorchDistributor) and evaluates."""
+
+    feed: str = "arrow"  # arrow | petastorm
+    num_processes: int = 2  # training processes (<= free task slots, or the barrier stage never starts)
+    local_mode: bool = True  # True: processes on the driver; False: barrier tasks on executors
+    use_gpu: bool = False  # nccl + one GPU per process (spark.task.resource.gpu.amount must be set)
+    epochs: int = 4  # passes over the training pairs
+    batch_size: int = 1024  # pairs per step per process (in-batch negatives: batch_size - 1)
+    lr: float = 0.01  # learning rate (SparseAdam / AdamW)
+    temperature: float = 0.05  # softmax temperature
+    resume: bool = False  # continue from the last checkpoint of the same model version
+    threads: int = 1  # torch threads per process
+    log_every: int = 50  # steps between progress lines (rank 0)
+    eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR
+    eval_k: int = 100  # depth of the evaluated top-K
+
+
+@dataclass
 class Config:
     seed: int = 20261125  # every random choice in every stage derives from this
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -119,6 +150,8 @@ class Config:
     split: SplitConfig = field(default_factory=SplitConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     listings: ListingsConfig = field(default_factory=ListingsConfig)
+    encoder: EncoderSection = field(default_factory=EncoderSection)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:
@@ -243,6 +276,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("pairs.event_weights must name at least one event type")
     if cfg.split.test_days < 1 and not cfg.split.test_start:
         raise ConfigError("split.test_days must be >= 1 (or set split.test_start)")
+    if cfg.train.feed not in ("arrow", "petastorm"):
+        raise ConfigError(f"train.feed must be arrow or petastorm; got {cfg.train.feed!r}")
     if cfg.spark.deploy_mode not in ("client", "cluster"):
         raise ConfigError(f"spark.deploy_mode must be client or cluster; got {cfg.spark.deploy_mode!r}")
 

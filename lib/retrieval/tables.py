@@ -122,6 +122,20 @@ RECS = Contract(
     _c("offer_id bigint, recs array<struct<offer_id:bigint,score:float>>, model_version string"),
     producer="precompute_recs",
 )
+# The encoder's materialised inputs (internal, but contracts all the same: the feeds read them).
+ENCODER_FEATURES = Contract(
+    "encoder/offer_features",
+    _c(
+        "offer_id bigint, word_ids array<int>, char_ids array<int>, category int, price_bucket int, seller int, offer int"
+    ),
+    producer="train_encoder",
+)
+ENCODER_EXAMPLES = Contract(
+    "encoder/train_examples",
+    _c("query_offer_id bigint, item_offer_id bigint, log_q double"),
+    extra_columns=True,
+    producer="train_encoder",
+)
 # Ground truth of the synthetic marketplace: for grading stages, never read by training.
 TRUTH_OFFER_PRODUCT = Contract(
     "truth/offer_product",

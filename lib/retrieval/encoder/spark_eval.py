@@ -1,0 +1,178 @@
+"""Offline evaluation of the encoder on Spark: Recall@K / MRR on test pairs against baselines.
+
+Queries are a bounded, hash-sampled set of test query offers (the driver holds them and their
+top-K, never the catalogue). The encoder's exact top-K runs where the offers are: each partition
+embeds its offers with the broadcast model and keeps its best K per query; Spark merges the partial
+lists. Baselines on the same queries: item-to-item co-occurrence (training pair weights) and
+popularity (training positives).
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyspark.sql import DataFrame, SparkSession
+
+_MODELS: dict[str, Any] = {}  # per Python worker: the model of each broadcast, loaded once
+
+
+def sample_queries(pairs: DataFrame, n: int, seed: int) -> tuple[np.ndarray, list[set[int]]]:
+    """Up to ``n`` test query offers (a hash sample, so reruns agree) and their test partners."""
+    from pyspark.sql import functions as F
+
+    rows = (
+        pairs.where(F.col("split") == "test")
+        .groupBy("query_offer_id")
+        .agg(F.collect_set("item_offer_id").alias("items"))
+        .orderBy(F.xxhash64("query_offer_id", F.lit(seed)), "query_offer_id")
+        .limit(n)
+        .collect()
+    )
+    return np.array([r["query_offer_id"] for r in rows], dtype=np.int64), [set(r["items"]) for r in rows]
+
+
+def warm_offers(pairs: DataFrame) -> DataFrame:
+    """Offers with training pairs (as query or item): the ones whose id embedding has been trained."""
+    from pyspark.sql import functions as F
+
+    train = pairs.where(F.col("split") == "train")
+    return (
+        train.select(F.col("query_offer_id").alias("offer_id"))
+        .union(train.select(F.col("item_offer_id").alias("offer_id")))
+        .distinct()
+    )
+
+
+def _rows_to_features(df: pd.DataFrame) -> Any:
+    from retrieval.encoder.features import OfferFeatures
+
+    return OfferFeatures(
+        np.stack(df["word_ids"].to_numpy()).astype(np.int64),
+        np.stack(df["char_ids"].to_numpy()).astype(np.int64),
+        *[df[c].to_numpy().astype(np.int64) for c in ("category", "price_bucket", "seller", "offer")],
+    )
+
+
+def encoder_top_k(
+    spark: SparkSession,
+    model: Any,
+    features: DataFrame,
+    warm: DataFrame,
+    query_ids: np.ndarray,
+    k: int,
+    use_ids: bool,
+) -> np.ndarray:
+    """Exact inner-product top-``k`` offers for each query offer: [Q, k] ids (-1 padding), self excluded.
+
+    ``use_ids``: warm offers (queries and items) use their id embedding; False = content only.
+    """
+    import torch
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from retrieval.encoder.model import embed
+
+    feats = features.join(warm.withColumn("_warm", F.lit(True)), "offer_id", "left").withColumn(
+        "_warm", F.coalesce("_warm", F.lit(False))
+    )
+    q_rows: Any = feats.where(F.col("offer_id").isin([int(x) for x in query_ids])).toPandas()
+    if len(q_rows) == 0:
+        return np.full((len(query_ids), k), -1, dtype=np.int64)
+    q_rows = q_rows.set_index("offer_id").loc[[int(x) for x in query_ids]].reset_index()
+    q_vec = embed(model, _rows_to_features(q_rows), use_id=q_rows["_warm"].to_numpy() & use_ids)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    token = uuid.uuid4().hex
+    bc = spark.sparkContext.broadcast(
+        (token, buf.getvalue(), model.cfg.to_dict(), q_vec, query_ids, k, use_ids)
+    )
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        from retrieval.encoder.model import EncoderConfig, OfferTower
+
+        key, state, cfg, qv, qids, kk, ids_on = bc.value
+        if key not in _MODELS:  # once per Python worker, not per batch
+            m = OfferTower(EncoderConfig.from_dict(cfg))
+            m.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
+            _MODELS[key] = m.eval()
+        m = _MODELS[key]
+        for df in frames:
+            if len(df) == 0:
+                continue
+            item_ids = df["offer_id"].to_numpy()
+            iv = embed(m, _rows_to_features(df), use_id=df["_warm"].to_numpy() & ids_on)
+            scores = qv @ iv.T  # [Q, b]
+            scores[qids[:, None] == item_ids[None, :]] = -np.inf
+            top = min(kk, scores.shape[1])
+            part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+            q_idx = np.repeat(np.arange(len(qids)), top)
+            yield pd.DataFrame(
+                {
+                    "q": q_idx.astype(np.int32),
+                    "item": item_ids[part.reshape(-1)],
+                    "score": np.take_along_axis(scores, part, axis=1).reshape(-1).astype(np.float32),
+                }
+            )
+
+    fn: Any = run
+    partial = feats.mapInPandas(fn, "q int, item bigint, score float").where(
+        ~F.isnan("score") & (F.col("score") > -1e30)
+    )
+    best = partial.withColumn(
+        "_r", F.row_number().over(Window.partitionBy("q").orderBy(F.desc("score"), "item"))
+    ).where(F.col("_r") <= k)
+    out = np.full((len(query_ids), k), -1, dtype=np.int64)
+    for r in best.collect():
+        out[r["q"], r["_r"] - 1] = r["item"]
+    bc.unpersist()
+    return out
+
+
+def cooccurrence_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """Items ranked by training co-occurrence weight with the query offer: [Q, k] (-1 padding)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pos = {int(q): i for i, q in enumerate(query_ids)}
+    rows = (
+        pairs.where((F.col("split") == "train") & F.col("query_offer_id").isin(list(pos)))
+        .withColumn(
+            "_r",
+            F.row_number().over(
+                Window.partitionBy("query_offer_id").orderBy(F.desc("weight"), "item_offer_id")
+            ),
+        )
+        .where(F.col("_r") <= k)
+        .collect()
+    )
+    out = np.full((len(query_ids), k), -1, dtype=np.int64)
+    for r in rows:
+        out[pos[r["query_offer_id"]], r["_r"] - 1] = r["item_offer_id"]
+    return out
+
+
+def popularity_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """The most frequent training positives, the same list for every query (minus the query itself)."""
+    from pyspark.sql import functions as F
+
+    top = [
+        r["item_offer_id"]
+        for r in pairs.where(F.col("split") == "train")
+        .groupBy("item_offer_id")
+        .count()
+        .orderBy(F.desc("count"), "item_offer_id")
+        .limit(k + 1)
+        .collect()
+    ]
+    return np.array(
+        [[x for x in top if x != q][:k] + [-1] * max(0, k - len(top) + 1) for q in query_ids], dtype=np.int64
+    )[:, :k]

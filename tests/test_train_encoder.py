@@ -1,0 +1,35 @@
+"""train_encoder on conf/test.yaml: TorchDistributor training, a saved model, and the baselines beaten."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from retrieval import metrics
+from retrieval.encoder.model import load
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+def test_encoder_beats_cooccurrence_on_warm_and_popularity_on_cold(trained: dict[str, Any]) -> None:
+    m = trained["train_encoder"]
+    warm, cold = m["recall_at_50"], m["cold_recall_at_50"]
+    # margins measured on this config: warm 0.46 vs 0.23 (co-occurrence), cold 0.44 vs 0.20 (popularity)
+    assert warm["encoder"] > 1.3 * warm["cooccurrence"]
+    assert cold["encoder"] > 1.5 * cold["popularity"]
+    assert cold["cooccurrence"] == 0.0  # cold offers have no training pairs by definition
+    assert (
+        metrics.missing_keys("train_encoder", metrics.read_stage_metrics(trained["root"], "train_encoder"))
+        == []
+    )
+
+
+def test_a_model_and_a_checkpoint_per_epoch_are_saved(trained: dict[str, Any]) -> None:
+    m = trained["train_encoder"]
+    path = m["outputs"]["encoder model"]
+    assert load(path).cfg.dim == trained["cfg"].encoder.dim
+    epochs = trained["cfg"].train.epochs
+    assert len(os.listdir(os.path.join(path, "checkpoints"))) == epochs == len(m["training"]["history"])
+    assert m["training"]["world"] == 2 and m["feed"] == "arrow" and m["examples_per_s"] > 0
