@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -75,44 +76,41 @@ def batch_from_table(table: pa.Table) -> PairBatch:
 def _rebatch(
     tables: Iterator[pa.Table], batch_size: int, steps: int, rng: np.random.Generator | None, buffer_rows: int
 ) -> Iterator[PairBatch]:
-    """Cuts a stream of tables into ``steps`` batches of ``batch_size`` rows, shuffling within a buffer."""
-    pending: list[pa.Table] = []
-    rows = 0
-    emitted = 0
+    """Cuts a stream of tables into at most ``steps`` batches of ``batch_size`` rows.
 
-    def flush(buf: pa.Table) -> Iterator[pa.Table]:
+    Rows are shuffled within a buffer of about ``buffer_rows`` (when ``rng`` is given); a buffer's
+    leftover rows join the next buffer.
+    """
+    buf: list[pa.Table] = []
+    rows = emitted = 0
+
+    def drain() -> Iterator[PairBatch]:
+        nonlocal buf, rows, emitted
+        table = pa.concat_tables(buf)
         if rng is not None:
-            buf = buf.take(pa.array(rng.permutation(buf.num_rows)))
-        for lo in range(0, buf.num_rows, batch_size):
-            yield buf.slice(lo, batch_size)
+            table = table.take(pa.array(rng.permutation(table.num_rows)))
+        full = table.num_rows // batch_size
+        for i in range(min(full, steps - emitted)):
+            yield batch_from_table(table.slice(i * batch_size, batch_size))
+            emitted += 1
+        rest = table.slice(full * batch_size)
+        buf, rows = ([rest] if rest.num_rows else []), rest.num_rows
 
-    carry = None
     for t in tables:
-        pending.append(t)
+        buf.append(t)
         rows += t.num_rows
-        if rows < buffer_rows:
-            continue
-        buf = pa.concat_tables(([carry] if carry is not None else []) + pending)
-        pending, rows, carry = [], 0, None
-        for part in flush(buf):
-            if part.num_rows < batch_size:
-                carry = part
-                break
-            if emitted == steps:
-                return
-            yield batch_from_table(part)
-            emitted += 1
-    rest = [carry] if carry is not None else []
-    if pending or rest:
-        for part in flush(pa.concat_tables(rest + pending)):
-            if part.num_rows < batch_size or emitted == steps:
-                return
-            yield batch_from_table(part)
-            emitted += 1
+        if rows >= buffer_rows:
+            yield from drain()
+        if emitted == steps:
+            return
+    if buf:
+        yield from drain()
 
 
-class ArrowFeed:
-    """Parquet files split across ranks (file i goes to rank i % world), read with pyarrow."""
+class _Feed:
+    """What both feeds share: the same number of steps on every rank, and a check of what was read."""
+
+    name = "feed"
 
     def __init__(
         self,
@@ -124,118 +122,106 @@ class ArrowFeed:
         shuffle: bool = True,
         buffer_rows: int = 100_000,
     ) -> None:
-        files = parquet_files(path)
-        if world > len(files):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in [0, world); got rank {rank} of {world}")
+        self.path, self.batch_size, self.rank, self.world = path, batch_size, rank, world
+        self.seed, self.shuffle, self.buffer_rows = seed, shuffle, buffer_rows
+
+    def _plan(self, per_rank: list[int], unit: str, path: str) -> None:
+        if min(per_rank) == 0:
             raise ValueError(
-                f"{world} ranks but only {len(files)} parquet files under {path}: write more partitions"
+                f"{len(per_rank)} ranks but some get no {unit} under {path}: write more partitions"
             )
-        self.files = files[rank::world]
-        self.batch_size, self.seed, self.rank, self.shuffle, self.buffer_rows = (
-            batch_size,
-            seed,
-            rank,
-            shuffle,
-            buffer_rows,
-        )
-        per_rank = [sum(pq.ParquetFile(f).metadata.num_rows for f in files[r::world]) for r in range(world)]
-        self.rows = per_rank[rank]
-        self.steps = min(per_rank) // batch_size  # the same on every rank
+        self.rows = per_rank[self.rank]
+        self.steps = min(per_rank) // self.batch_size  # the same on every rank
         if self.steps == 0:
             raise ValueError(
-                f"fewer than {batch_size} examples on some rank ({per_rank}): lower the batch size"
+                f"fewer than {self.batch_size} examples on some rank ({per_rank}): lower the batch size"
             )
 
+    def _tables(self, epoch: int, rng: np.random.Generator | None) -> Iterator[pa.Table]:
+        raise NotImplementedError
+
     def epoch(self, epoch: int) -> Iterator[PairBatch]:
+        """The rank's batches of one epoch: exactly ``steps`` of them, or a RuntimeError."""
         rng = np.random.default_rng([self.seed, epoch, self.rank]) if self.shuffle else None
-        order = rng.permutation(len(self.files)) if rng is not None else np.arange(len(self.files))
         read = 0
 
-        def tables() -> Iterator[pa.Table]:
+        def counted() -> Iterator[pa.Table]:
             nonlocal read
-            for i in order:
-                for rb in pq.ParquetFile(self.files[i]).iter_batches(batch_size=65536):
-                    read += rb.num_rows
-                    yield pa.Table.from_batches([rb])
+            for t in self._tables(epoch, rng):
+                read += t.num_rows
+                yield t
 
         n = 0
-        for b in _rebatch(tables(), self.batch_size, self.steps, rng, self.buffer_rows):
+        for b in _rebatch(counted(), self.batch_size, self.steps, rng, self.buffer_rows):
             n += 1
             yield b
         if n != self.steps:
             raise RuntimeError(
-                f"arrow feed yielded {n} batches, expected {self.steps} (read {read} of {self.rows} rows)"
+                f"{self.name} feed yielded {n} batches, expected {self.steps} (read {read} of {self.rows} rows)"
             )
 
 
-class PetastormFeed:
+class ArrowFeed(_Feed):
+    """Parquet files split across ranks (file i goes to rank i % world), read with pyarrow."""
+
+    name = "arrow"
+
+    def __init__(self, path: str, batch_size: int, **kw: Any) -> None:
+        super().__init__(path, batch_size, **kw)
+        files = parquet_files(path)
+        if self.world > len(files):
+            raise ValueError(
+                f"{self.world} ranks but only {len(files)} parquet files under {path}: write more partitions"
+            )
+        self.files = files[self.rank :: self.world]
+        per_rank = [
+            sum(pq.ParquetFile(f).metadata.num_rows for f in files[r :: self.world])
+            for r in range(self.world)
+        ]
+        self._plan(per_rank, "files", path)
+
+    def _tables(self, epoch: int, rng: np.random.Generator | None) -> Iterator[pa.Table]:
+        order = rng.permutation(len(self.files)) if rng is not None else np.arange(len(self.files))
+        for i in order:
+            for rb in pq.ParquetFile(self.files[i]).iter_batches(batch_size=65536):
+                yield pa.Table.from_batches([rb])
+
+
+class PetastormFeed(_Feed):
     """The same examples through ``petastorm.make_batch_reader`` (row groups sharded across ranks).
 
     The synchronous ("dummy") reader pool is the default: the thread pool was seen to return 0 rows
     without an error under CPU load (3 of 8 round trips in a stress run on 2 cores).
     """
 
-    def __init__(
-        self,
-        path: str,
-        batch_size: int,
-        rank: int = 0,
-        world: int = 1,
-        seed: int = 0,
-        shuffle: bool = True,
-        buffer_rows: int = 100_000,
-        reader_pool_type: str = "dummy",
-    ) -> None:
-        self.url = storage.to_uri(path)
-        files = parquet_files(path)
-        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
-        self.shuffle, self.buffer_rows, self.reader_pool_type = shuffle, buffer_rows, reader_pool_type
-        # Petastorm shards by row group: count each rank's rows the same way to size its epoch.
-        groups = [pq.ParquetFile(f).metadata for f in files]
-        sizes = [m.row_group(g).num_rows for m in groups for g in range(m.num_row_groups)]
-        per_rank = [sum(sizes[r::world]) for r in range(world)]
-        if min(per_rank) == 0:
-            raise ValueError(
-                f"{world} ranks but only {len(sizes)} row groups under {path}: write more partitions"
-            )
-        self.rows = per_rank[rank]
-        self.steps = min(per_rank) // batch_size
-        if self.steps == 0:
-            raise ValueError(
-                f"fewer than {batch_size} examples on some rank ({per_rank}): lower the batch size"
-            )
+    name = "petastorm"
 
-    def epoch(self, epoch: int) -> Iterator[PairBatch]:
+    def __init__(self, path: str, batch_size: int, reader_pool_type: str = "dummy", **kw: Any) -> None:
+        super().__init__(path, batch_size, **kw)
+        self.url, self.reader_pool_type = storage.to_uri(path), reader_pool_type
+        # Petastorm shards by row group: count each rank's rows the same way to size its epoch.
+        metas = [pq.ParquetFile(f).metadata for f in parquet_files(path)]
+        sizes = [m.row_group(g).num_rows for m in metas for g in range(m.num_row_groups)]
+        self._plan([sum(sizes[r :: self.world]) for r in range(self.world)], "row groups", path)
+
+    def _tables(self, epoch: int, rng: np.random.Generator | None) -> Iterator[pa.Table]:
         from petastorm import make_batch_reader
 
-        rng = np.random.default_rng([self.seed, epoch, self.rank]) if self.shuffle else None
-        read = 0
-
-        def tables() -> Iterator[pa.Table]:
-            nonlocal read
-            # num_epochs=1: the reader loops forever otherwise
-            with make_batch_reader(
-                self.url,
-                num_epochs=1,
-                cur_shard=self.rank,
-                shard_count=self.world,
-                shuffle_row_groups=self.shuffle,
-                seed=self.seed + epoch,
-                reader_pool_type=self.reader_pool_type,
-                workers_count=1,
-            ) as reader:
-                for chunk in reader:
-                    t = pa.table({name: _column(getattr(chunk, name)) for name in chunk._fields})
-                    read += t.num_rows
-                    yield t
-
-        n = 0
-        for b in _rebatch(tables(), self.batch_size, self.steps, rng, self.buffer_rows):
-            n += 1
-            yield b
-        if n != self.steps:
-            raise RuntimeError(
-                f"petastorm feed yielded {n} batches, expected {self.steps} (read {read} of {self.rows} rows)"
-            )
+        # num_epochs=1: the reader loops forever otherwise
+        with make_batch_reader(
+            self.url,
+            num_epochs=1,
+            cur_shard=self.rank,
+            shard_count=self.world,
+            shuffle_row_groups=self.shuffle,
+            seed=self.seed + epoch,
+            reader_pool_type=self.reader_pool_type,
+            workers_count=1,
+        ) as reader:
+            for chunk in reader:
+                yield pa.table({name: _column(getattr(chunk, name)) for name in chunk._fields})
 
 
 def _column(values: np.ndarray) -> pa.Array:
