@@ -39,13 +39,14 @@ def featurize_offers(offers: DataFrame, vocab: Vocab) -> DataFrame:
 def training_examples(pairs: DataFrame, features: DataFrame, split: str = "train") -> DataFrame:
     """Pairs of ``split`` joined with both sides' features, plus log_q of each candidate (its share of
     the split's positives: the in-batch sampling probability that logQ correction removes)."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     p = pairs.where(F.col("split") == split).select("query_offer_id", "item_offer_id")
-    everything = Window.partitionBy()
     per_item = p.groupBy("item_offer_id").agg(F.count(F.lit(1)).alias("_n"))
-    log_q = per_item.select("item_offer_id", F.log(F.col("_n") / F.sum("_n").over(everything)).alias("log_q"))
+    total = p.agg(F.count(F.lit(1)).alias("_total"))  # one row, broadcast by the cross join
+    log_q = per_item.crossJoin(total).select(
+        "item_offer_id", F.log(F.col("_n") / F.col("_total")).alias("log_q")
+    )
 
     def side(prefix: str, key: str) -> DataFrame:
         return features.select(
