@@ -64,11 +64,6 @@ def token_overlap(query: Sequence[str], title: Sequence[str]) -> float:
     return len(q & set(title)) / len(q) if q else 0.0
 
 
-def smoothed_rate(events: float, exposure: float, prior: float, strength: float) -> float:
-    """(events + strength * prior) / (exposure + strength): a rate shrunk towards ``prior``."""
-    return (events + strength * prior) / (exposure + strength)
-
-
 @dataclass
 class PositionBias:
     """Examination probability by position, relative to position 1.

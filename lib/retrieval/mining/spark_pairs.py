@@ -12,7 +12,7 @@ from retrieval.config import PairsConfig, SplitConfig
 from retrieval.mining.pairs import cutoff_day
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 
 def test_cutoff(events: DataFrame, split: SplitConfig) -> str:
@@ -34,13 +34,15 @@ def session_splits(events: DataFrame, cutoff: str) -> DataFrame:
     return (
         events.groupBy("session_id")
         .agg(F.min("ts").alias("_start"))
-        .select(
-            "session_id",
-            F.when(F.to_date("_start") >= F.lit(cutoff).cast("date"), "test")
-            .otherwise("train")
-            .alias("split"),
-        )
+        .select("session_id", split_of(F.col("_start"), cutoff).alias("split"))
     )
+
+
+def split_of(start: Column, cutoff: str) -> Column:
+    """ "test" for a session starting on or after the ``cutoff`` day, else "train"."""
+    from pyspark.sql import functions as F
+
+    return F.when(F.to_date(start) >= F.lit(cutoff).cast("date"), "test").otherwise("train")
 
 
 def mine_pairs(events: DataFrame, cfg: PairsConfig, cutoff: str) -> DataFrame:
@@ -65,9 +67,7 @@ def mine_pairs(events: DataFrame, cfg: PairsConfig, cutoff: str) -> DataFrame:
             "event",
             "offer_id",
             weight_of[F.col("event")].alias("_w"),
-            F.when(F.to_date("_start") >= F.lit(cutoff).cast("date"), "test")
-            .otherwise("train")
-            .alias("split"),
+            split_of(F.col("_start"), cutoff).alias("split"),
         )
         .withColumn("_idx", F.row_number().over(order))
         .where(F.col("_idx") <= cfg.max_session_events)

@@ -283,20 +283,6 @@ class Catalog:
             y = ((x * mult) & _U64(MASK40)) ^ xor
         return y.astype(np.int64)
 
-    def offer_weights(self, n: int) -> np.ndarray:
-        """Within-product share of the product's traffic that each of its ``n`` offers gets: [n] float64.
-
-        The first seller dominates (1/(k+1)), as on real marketplaces.
-        """
-        w = 1.0 / np.arange(1, n + 1, dtype=np.float64)
-        return np.asarray(w / w.sum())
-
-    def sample_offer(self, rng: np.random.Generator, p: int) -> int:
-        """One offer of product ``p``, by within-product traffic share."""
-        n = int(self.n_offers(np.array([p]))[0])
-        k = int(np.searchsorted(np.cumsum(self.offer_weights(n)), rng.random(), side="right").clip(0, n - 1))
-        return int(self.offer_id(np.array([p]), np.array([k]))[0])
-
     def relation_grade(self, intent: int, p: np.ndarray) -> np.ndarray:
         """True relevance of products ``p`` to a shopper who wants product ``intent``: [n] int8.
 
