@@ -229,5 +229,13 @@ def test_exact_top_k_and_metrics_by_hand() -> None:
     ids = np.array([10, 11, 12, 13])
     top = exact_top_k(xb[:2], xb, ids, 3, exclude=np.array([10, 11]))
     assert top.tolist() == [[11, 13, 12], [10, 13, 12]]
+    from retrieval.evaluation import exact_search
+
+    d, i = exact_search(xb[:1], xb, ids, 5, exclude=np.array([10]))
+    assert (
+        i.tolist() == [[11, 13, 12, -1, -1]]
+        and d[0, :3] == pytest.approx([0.9, 0.5, 0.0])
+        and d[0, 3] == -np.inf
+    )
     assert recall_at_k(top, [{13, 12}, {99}], 2) == pytest.approx(0.25)  # 0.5 and 0 averaged
     assert mrr(top, [{13}, {12}]) == pytest.approx((1 / 2 + 1 / 3) / 2)

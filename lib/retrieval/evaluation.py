@@ -12,22 +12,24 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def exact_top_k(
+def exact_search(
     xq: np.ndarray,
     xb: np.ndarray,
     ids: np.ndarray,
     k: int,
     exclude: np.ndarray | None = None,
     block: int = 4096,
-) -> np.ndarray:
-    """Exact inner-product top-``k`` of each query among ``xb``: [Q, k] ids (-1 padding).
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-``k`` of each query among ``xb``, best first (faiss's D, I).
 
     Args:
         xq: [Q, d] float32 queries; xb: [N, d] float32 items with ids [N].
         exclude: [Q] item id per query to leave out (the query item itself), or None.
+    Returns: D [Q, k] float32 scores (-inf padding) and I [Q, k] int64 ids (-1 padding).
     """
     if xq.shape[1] != xb.shape[1]:
         raise ValueError(f"queries are {xq.shape[1]}-d but items are {xb.shape[1]}-d")
+    dist = np.full((len(xq), k), -np.inf, dtype=np.float32)
     out = np.full((len(xq), k), -1, dtype=np.int64)
     kk = min(k + (1 if exclude is not None else 0), len(xb))
     for lo in range(0, len(xq), block):
@@ -37,10 +39,24 @@ def exact_top_k(
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         order = np.take_along_axis(scores, part, axis=1)
         idx = np.take_along_axis(part, np.argsort(-order, axis=1, kind="stable"), axis=1)[:, :k]
+        best = np.take_along_axis(scores, idx, axis=1)
         top = ids[idx]
-        top[np.take_along_axis(scores, idx, axis=1) == -np.inf] = -1
+        top[best == -np.inf] = -1
         out[lo : lo + block, : top.shape[1]] = top
-    return out
+        dist[lo : lo + block, : best.shape[1]] = best
+    return dist, out
+
+
+def exact_top_k(
+    xq: np.ndarray,
+    xb: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+    block: int = 4096,
+) -> np.ndarray:
+    """The ids of :func:`exact_search`: [Q, k] (-1 padding)."""
+    return exact_search(xq, xb, ids, k, exclude, block)[1]
 
 
 def recall_at_k(ranked: np.ndarray, targets: Sequence[set[int]], k: int) -> float:

@@ -78,6 +78,7 @@ def encoder_top_k(
     from pyspark.sql import functions as F
 
     from retrieval.encoder.model import embed
+    from retrieval.evaluation import exact_search
 
     feats = features.join(warm.withColumn("_warm", F.lit(True)), "offer_id", "left").withColumn(
         "_warm", F.coalesce("_warm", F.lit(False))
@@ -110,23 +111,18 @@ def encoder_top_k(
                 continue
             item_ids = df["offer_id"].to_numpy()
             iv = embed(m, _rows_to_features(df), use_id=df["_warm"].to_numpy() & ids_on)
-            scores = qv @ iv.T  # [Q, b]
-            scores[qids[:, None] == item_ids[None, :]] = -np.inf
-            top = min(kk, scores.shape[1])
-            part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-            q_idx = np.repeat(np.arange(len(qids)), top)
+            dist, ids = exact_search(qv, iv, item_ids, kk, exclude=qids)  # this partition's best per query
+            keep = ids.reshape(-1) >= 0
             yield pd.DataFrame(
                 {
-                    "q": q_idx.astype(np.int32),
-                    "item": item_ids[part.reshape(-1)],
-                    "score": np.take_along_axis(scores, part, axis=1).reshape(-1).astype(np.float32),
+                    "q": np.repeat(np.arange(len(qids), dtype=np.int32), kk)[keep],
+                    "item": ids.reshape(-1)[keep],
+                    "score": dist.reshape(-1)[keep],
                 }
             )
 
     fn: Any = run
-    partial = feats.mapInPandas(fn, "q int, item bigint, score float").where(
-        ~F.isnan("score") & (F.col("score") > -1e30)
-    )
+    partial = feats.mapInPandas(fn, "q int, item bigint, score float")
     best = partial.withColumn(
         "_r", F.row_number().over(Window.partitionBy("q").orderBy(F.desc("score"), "item"))
     ).where(F.col("_r") <= k)
