@@ -91,7 +91,7 @@ def job_main(stage: str, run: StageFn, doc: str | None, argv: Sequence[str] | No
     spark = get_spark(cfg, stage)
     try:
         result = run_stage(spark, cfg, stage, run, source)
-    except TableError as e:
+    except (TableError, config_mod.ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(summary(stage, result), flush=True)

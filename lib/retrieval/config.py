@@ -141,6 +141,26 @@ class TrainConfig:
 
 
 @dataclass
+class SessionsConfig:
+    """The session next-item benchmark (eval_sessions) on a folder in the SR-GNN format."""
+
+    dir: str = ""  # folder with train_sessions.txt and test_prefix_label.tsv
+    name: str = ""  # dataset name: tables under <root>/sessions/<name>, results in <results_dir>/<name>.json
+    results_dir: str = "benchmarks/results"  # where the benchmark's JSON goes
+    max_len: int = 10  # a session query pools its last N items
+    dim: int = 64  # embedding size of the id-only encoder
+    epochs: int = 3  # passes over the training prefixes
+    batch_size: int = 1024  # prefixes per step (in-batch negatives: batch_size - 1)
+    uniform_negatives: int = (
+        0  # extra negatives drawn uniformly from the catalogue per step (0 = in-batch only)
+    )
+    lr: float = 0.003  # learning rate
+    temperature: float = 0.07  # softmax temperature
+    threads: int = 0  # torch threads; 0 = all cores
+    k: int = 20  # P@k and MRR@k
+
+
+@dataclass
 class Config:
     seed: int = 20261125  # every random choice in every stage derives from this
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -152,6 +172,7 @@ class Config:
     listings: ListingsConfig = field(default_factory=ListingsConfig)
     encoder: EncoderSection = field(default_factory=EncoderSection)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:

@@ -9,6 +9,7 @@ A session is the recency-weighted mean of its last offers' embeddings, so the sa
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class EncoderConfig:
     use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
     id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
     session_decay: float = 0.7  # weight of the k-th most recent offer of a session: decay ** k
+    session_len: int = 10  # a session query pools its last N offers
+    content: bool = True  # content features; False = id-only mode (catalogues with ids only, e.g. Diginetica)
     sparse: bool = True  # sparse embedding gradients + SparseAdam (CPU/gloo); dense for nccl
     vocab: Vocab = field(default_factory=Vocab)
 
@@ -60,15 +63,20 @@ class OfferTower(nn.Module):
         # Sparse gradients: a step touches a few thousand rows of tables with 10^5-10^6 rows, so the
         # embeddings get SparseAdam and only the MLP a dense optimizer (see make_optimizers).
         sp = cfg.sparse
+        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
+        self.id_proj = nn.Linear(e, cfg.dim, bias=False)
+        nn.init.normal_(self.offer.weight, std=0.05)
+        if not cfg.content:
+            if not cfg.use_id:
+                raise ValueError("an id-only encoder (content=False) needs use_id=True")
+            return
         self.words = nn.EmbeddingBag(v.words, e, mode="mean", padding_idx=0, sparse=sp)
         self.chars = nn.EmbeddingBag(v.chars, e, mode="mean", padding_idx=0, sparse=sp)
         self.category = nn.Embedding(v.categories, e, padding_idx=0, sparse=sp)
         self.price = nn.Embedding(v.prices, e, padding_idx=0, sparse=sp)
         self.seller = nn.Embedding(v.sellers, e, padding_idx=0, sparse=sp)
-        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
         self.mlp = nn.Sequential(nn.Linear(5 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
-        self.id_proj = nn.Linear(e, cfg.dim, bias=False)
-        for emb in (self.words, self.chars, self.category, self.price, self.seller, self.offer):
+        for emb in (self.words, self.chars, self.category, self.price, self.seller):
             nn.init.normal_(emb.weight, std=0.05)
 
     def forward(self, x: dict[str, torch.Tensor], use_id: torch.Tensor | None = None) -> torch.Tensor:
@@ -78,6 +86,8 @@ class OfferTower(nn.Module):
                 None = as ``cfg.use_id`` says, with ``id_dropout`` applied while training.
         Returns: [B, dim] float32, L2-normalised.
         """
+        if not self.cfg.content:  # id-only: the id embedding is all there is (no id dropout)
+            return F.normalize(self.id_proj(self.offer(x["offer"])), dim=1)
         content = torch.cat(
             [
                 self.words(x["words"]),  # [B, L] input: one bag per row, padding (0) ignored
@@ -108,7 +118,7 @@ def make_optimizers(model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
 
 
 def pool_sessions(item_vectors: torch.Tensor, lengths: torch.Tensor, decay: float) -> torch.Tensor:
-    """Recency-weighted mean of each session's offer vectors, re-normalised.
+    """Recency-weighted mean of each session's offer vectors (weight ``decay ** age``), re-normalised.
 
     Args:
         item_vectors: [B, N, dim] the last N offers of each session, oldest first, right-aligned
@@ -116,21 +126,54 @@ def pool_sessions(item_vectors: torch.Tensor, lengths: torch.Tensor, decay: floa
         lengths: [B] number of real offers per session (1..N).
     Returns: [B, dim] unit vectors.
     """
-    b, n, _ = item_vectors.shape
+    n = item_vectors.shape[1]
     age = torch.arange(n - 1, -1, -1, device=item_vectors.device, dtype=item_vectors.dtype)  # newest = 0
-    weights = decay ** age.unsqueeze(0).expand(b, n)
-    weights = weights * (age.unsqueeze(0) < lengths.unsqueeze(1)).to(weights.dtype)
-    pooled = (weights.unsqueeze(2) * item_vectors).sum(dim=1)
-    return F.normalize(pooled, dim=1)
+    return _pool(item_vectors, lengths, age * math.log(decay))
 
 
-def save(model: OfferTower, path_dir: str, extra: dict[str, Any] | None = None) -> None:
-    """``state_dict.pt`` + ``config.json`` (load with :func:`load`, which uses ``weights_only=True``)."""
+def _pool(item_vectors: torch.Tensor, lengths: torch.Tensor, age_logits: torch.Tensor) -> torch.Tensor:
+    """Softmax(age_logits) over each session's real positions as weights; [N] logits, newest last."""
+    n = item_vectors.shape[1]
+    age = torch.arange(n - 1, -1, -1, device=item_vectors.device)
+    real = age.unsqueeze(0) < lengths.unsqueeze(1)  # [B, N]
+    logits = age_logits[-n:].unsqueeze(0).masked_fill(~real, float("-inf"))
+    weights = torch.softmax(logits, dim=1)
+    return F.normalize((weights.unsqueeze(2) * item_vectors).sum(dim=1), dim=1)
+
+
+class SessionPool(nn.Module):
+    """The session query: a weighted mean of the last ``cfg.session_len`` offer vectors by recency.
+
+    One weight per recency position, learned, starting at ``session_decay ** age`` (where it equals
+    :func:`pool_sessions`). Kept apart from :class:`OfferTower` so pair training (which never pools)
+    leaves no unused parameters in DDP.
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        age = torch.arange(cfg.session_len - 1, -1, -1, dtype=torch.float32)
+        self.age_logits = nn.Parameter(age * math.log(cfg.session_decay))
+
+    def forward(self, item_vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if item_vectors.shape[1] > len(self.age_logits):
+            raise ValueError(
+                f"sessions of {item_vectors.shape[1]} offers; this pool holds {len(self.age_logits)}"
+            )
+        return _pool(item_vectors, lengths, self.age_logits)
+
+
+def save(
+    model: OfferTower, path_dir: str, extra: dict[str, Any] | None = None, pool: SessionPool | None = None
+) -> None:
+    """``state_dict.pt`` + ``config.json`` (+ ``session_pool.pt`` when a trained session pool is given);
+    load with :func:`load` / :func:`load_pool`, which use ``weights_only=True``."""
     import json
     import os
 
     os.makedirs(path_dir, exist_ok=True)
     torch.save(model.state_dict(), os.path.join(path_dir, "state_dict.pt"))
+    if pool is not None:
+        torch.save(pool.state_dict(), os.path.join(path_dir, "session_pool.pt"))
     with open(os.path.join(path_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump({"encoder": model.cfg.to_dict(), **(extra or {})}, f, indent=2)
 
@@ -145,6 +188,17 @@ def load(path_dir: str, map_location: str = "cpu") -> OfferTower:
     state = torch.load(os.path.join(path_dir, "state_dict.pt"), map_location=map_location, weights_only=True)
     model.load_state_dict(state)
     return model
+
+
+def load_pool(path_dir: str, cfg: EncoderConfig) -> SessionPool:
+    """The model's trained session pool, or the fixed recency decay if it was trained on pairs only."""
+    import os
+
+    pool = SessionPool(cfg)
+    path = os.path.join(path_dir, "session_pool.pt")
+    if os.path.exists(path):
+        pool.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return pool
 
 
 def embed(

@@ -14,12 +14,49 @@ Measured on ../shared/data/diginetica (tests/test_session_benchmark.py): POP 0.9
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+# Published P@20 / MRR@20 (%) on a dataset's standard split, keyed by dataset name. A folder may also
+# carry its own in ``published.json`` ({method: {"p_at_20": x, "mrr_at_20": y}, "source": "..."}).
+PUBLISHED: dict[str, dict[str, Any]] = {
+    "diginetica": {
+        "source": "SR-GNN (Wu et al., AAAI 2019), Table 2; same split (CIKM Cup 2016, SR-GNN preprocessing)",
+        "methods": {
+            "pop": (0.89, 0.20),
+            "s_pop": (21.06, 13.68),
+            "item_knn": (35.75, 11.57),
+            "bpr_mf": (5.24, 1.98),
+            "fpmc": (26.53, 6.95),
+            "gru4rec": (29.45, 8.33),
+            "narm": (49.70, 16.17),
+            "stamp": (45.64, 14.32),
+            "sr_gnn": (50.73, 17.59),
+        },
+    },
+}
+
+
+def published(name: str, folder: str) -> dict[str, Any]:
+    """The published figures to compare with: ``<folder>/published.json`` if present, else :data:`PUBLISHED`."""
+    own = os.path.join(folder, "published.json")
+    if os.path.exists(own):
+        with open(own, encoding="utf-8") as f:
+            data = json.load(f)
+        return {"source": data.pop("source", own), "methods": data}
+    known = PUBLISHED.get(name)
+    if known is None:
+        return {"source": None, "methods": {}}
+    return {
+        "source": known["source"],
+        "methods": {m: {"p_at_20": p, "mrr_at_20": r} for m, (p, r) in known["methods"].items()},
+    }
 
 
 @dataclass
