@@ -68,6 +68,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             batch_size=t.batch_size,
             lr=t.lr,
             temperature=t.temperature,
+            queue_size=t.queue_size,
             seed=cfg.seed,
             resume=t.resume,
             use_gpu=t.use_gpu,

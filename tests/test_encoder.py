@@ -167,6 +167,22 @@ def test_save_and_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-
     assert torch.allclose(model(x), again(x))
 
 
+def test_candidate_queue_keeps_the_most_recent_and_feeds_the_loss() -> None:
+    from retrieval.encoder.train import CandidateQueue
+
+    queue = CandidateQueue(size=3, dim=2)
+    assert queue.negatives() == {}
+    queue.push(torch.ones(2, 2, requires_grad=True), torch.tensor([1, 2]), torch.zeros(2))
+    queue.push(torch.full((2, 2), 2.0), torch.tensor([3, 4]), torch.ones(2))
+    neg = queue.negatives()
+    assert neg["extra_ids"].tolist() == [3, 4, 1]  # newest first, oldest dropped beyond size
+    assert not neg["extra"].requires_grad and neg["extra_log_q"].tolist() == [1.0, 1.0, 0.0]
+    q = torch.nn.functional.normalize(torch.randn(2, 2), dim=1)
+    c = torch.nn.functional.normalize(torch.randn(2, 2), dim=1)
+    base = sampled_softmax(q, c, torch.tensor([7, 8]), torch.zeros(2), 0.1)
+    assert sampled_softmax(q, c, torch.tensor([7, 8]), torch.zeros(2), 0.1, **neg) > base
+
+
 def test_training_learns_co_clicks_better_than_popularity() -> None:
     """End to end on the pure path: synthetic offers and sessions -> pairs -> train -> Recall@10 on test pairs."""
     from collections import defaultdict
@@ -210,7 +226,11 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
     untrained = recall10(model)
     rng = np.random.default_rng(0)
     history = train(
-        model, 3, lambda e: in_memory_batches(train_pairs, every, ids, lq, 512, rng), lr=0.02, log_every=0
+        model,
+        3,
+        lambda e: in_memory_batches(train_pairs, every, ids, lq, 512, rng),
+        lr=0.02,
+        log_every=0,
     )
     assert history[-1]["loss"] < history[0]["loss"]
     counts: dict[int, int] = defaultdict(int)

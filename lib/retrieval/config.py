@@ -133,6 +133,7 @@ class TrainConfig:
     batch_size: int = 1024  # pairs per step per process (in-batch negatives: batch_size - 1)
     lr: float = 0.01  # learning rate (SparseAdam / AdamW)
     temperature: float = 0.05  # softmax temperature
+    queue_size: int = 0  # cross-batch negatives: candidate embeddings of recent batches (0 = in-batch only)
     resume: bool = False  # continue from the last checkpoint of the same model version
     threads: int = 1  # torch threads per process
     log_every: int = 50  # steps between progress lines (rank 0)

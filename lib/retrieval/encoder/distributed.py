@@ -38,6 +38,7 @@ class TrainArgs:
     use_gpu: bool = False
     threads: int = 1  # torch threads per process (TorchDistributor sets OMP_NUM_THREADS=1)
     log_every: int = 50
+    queue_size: int = 0  # cross-batch negatives per rank (train.CandidateQueue); 0 = in-batch only
 
 
 def _checkpoints(model_dir: str) -> list[str]:
@@ -52,7 +53,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
     from retrieval.encoder.feed import ArrowFeed, PetastormFeed
     from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers, save
-    from retrieval.encoder.train import train_step
+    from retrieval.encoder.train import CandidateQueue, train_step
 
     a = TrainArgs(**args)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -84,10 +85,11 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         history = json.loads(state["history"])
         if rank == 0:
             log.info("resuming from %s (epoch %d done)", done[-1], start - 1)
+    queue = CandidateQueue(a.queue_size, enc.dim, device) if a.queue_size else None
     for epoch in range(start, a.epochs):
         t0, losses = time.perf_counter(), []
         for step, batch in enumerate(feed.epoch(epoch)):
-            losses.append(train_step(net, optimizers, batch, a.temperature, device))
+            losses.append(train_step(net, optimizers, batch, a.temperature, device, queue))
             if rank == 0 and a.log_every and step % a.log_every == 0:
                 rate = (step + 1) * a.batch_size * world / (time.perf_counter() - t0)
                 log.info(

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,28 +72,63 @@ def in_memory_batches(
         )
 
 
+class CandidateQueue:
+    """Cross-batch negatives: the candidate embeddings of the last ``size`` training pairs (detached,
+    so they cost no backward pass), with their ids and log Q, first in first out.
+
+    Off by default (``train.queue_size: 0``): on the synthetic co-click data it hurt (Recall@10 of
+    test_training_learns_co_clicks_better_than_popularity's setting, 12 epochs: 0.236 in-batch only,
+    0.201 with 512 queued, 0.034 with 2048). The queued vectors are stale by up to size/batch steps
+    while SparseAdam moves the id embeddings fast; cross-batch memory is known to need a trained,
+    slowly moving model (Wang et al., CVPR 2020, start it after a warm-up)."""
+
+    def __init__(self, size: int, dim: int, device: str = "cpu") -> None:
+        self.size = size
+        self.vectors = torch.zeros((0, dim), device=device)
+        self.ids = torch.zeros(0, dtype=torch.int64, device=device)
+        self.log_q = torch.zeros(0, device=device)
+
+    def push(self, vectors: torch.Tensor, ids: torch.Tensor, log_q: torch.Tensor) -> None:
+        self.vectors = torch.cat([vectors.detach(), self.vectors])[: self.size]
+        self.ids = torch.cat([ids, self.ids])[: self.size]
+        self.log_q = torch.cat([log_q, self.log_q])[: self.size]
+
+    def negatives(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`sampled_softmax` (none while the queue is empty)."""
+        if len(self.ids) == 0:
+            return {}
+        return {"extra": self.vectors, "extra_ids": self.ids, "extra_log_q": self.log_q}
+
+
 def train_step(
     model: OfferTower,
     optimizers: Sequence[torch.optim.Optimizer],
     batch: PairBatch,
     temperature: float,
     device: str,
+    queue: CandidateQueue | None = None,
 ) -> float:
+    """One step of sampled softmax over the batch's candidates (plus the queue's, when given)."""
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     q = model(to_tensors(batch.query, device))
     c = model(to_tensors(batch.candidate, device))
+    ids = torch.as_tensor(batch.candidate_ids, device=device)
+    log_q = torch.as_tensor(batch.log_q, device=device)
     loss = sampled_softmax(
         q,
         c,
-        torch.as_tensor(batch.candidate_ids, device=device),
-        torch.as_tensor(batch.log_q, device=device),
+        ids,
+        log_q,
         temperature,
         query_ids=torch.as_tensor(batch.query_ids, device=device),
+        **(queue.negatives() if queue is not None else {}),
     )
     loss.backward()
     for opt in optimizers:
         opt.step()
+    if queue is not None:
+        queue.push(c, ids, log_q)
     return float(loss.detach())
 
 
@@ -104,15 +140,20 @@ def train(
     temperature: float = 0.05,
     device: str = "cpu",
     log_every: int = 50,
+    queue_size: int = 0,
 ) -> list[dict[str, float]]:
-    """Trains ``model`` for ``epochs`` over ``batches(epoch)``; returns per-epoch loss and examples/s."""
+    """Trains ``model`` for ``epochs`` over ``batches(epoch)``; returns per-epoch loss and examples/s.
+
+    ``queue_size`` > 0 adds that many cross-batch negatives (:class:`CandidateQueue`).
+    """
     model.to(device).train()
     optimizers = make_optimizers(model, lr)
+    queue = CandidateQueue(queue_size, model.cfg.dim, device) if queue_size else None
     history = []
     for epoch in range(epochs):
         start, seen, losses = time.perf_counter(), 0, []
         for step, batch in enumerate(batches(epoch)):
-            losses.append(train_step(model, optimizers, batch, temperature, device))
+            losses.append(train_step(model, optimizers, batch, temperature, device, queue))
             seen += len(batch.query_ids)
             if log_every and step % log_every == 0:
                 log.info("epoch %d step %d loss %.4f", epoch, step, losses[-1])
