@@ -12,7 +12,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from jobs import generate, ingest, mine_listings, mine_pairs, train_encoder
+from jobs import (
+    build_index,
+    embed_offers,
+    generate,
+    ingest,
+    mine_listings,
+    mine_pairs,
+    precompute_recs,
+    train_encoder,
+)
 from retrieval.cli import load_config, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
@@ -24,6 +33,9 @@ STAGES = [
     ("mine_pairs", mine_pairs.run),
     ("mine_listings", mine_listings.run),
     ("train_encoder", train_encoder.run),
+    ("embed_offers", embed_offers.run),
+    ("build_index", build_index.run),
+    ("precompute_recs", precompute_recs.run),
 ]
 
 

@@ -10,6 +10,7 @@ default. ``dataclasses.asdict(cfg)`` is what crosses process boundaries (executo
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import types
 import typing
@@ -142,6 +143,49 @@ class TrainConfig:
 
 
 @dataclass
+class EmbedConfig:
+    """embed_offers: distributed batch inference."""
+
+    model: str = (
+        ""  # an encoder model dir; empty = the model train_encoder wrote last (its metrics say which)
+    )
+    batch_size: int = 4096  # offers per forward pass
+    threads: int = 1  # torch threads per task (tasks per executor x threads <= executor cores)
+    use_gpu: bool = True  # use CUDA where Spark assigned the task a GPU (spark.task.resource.gpu.amount)
+
+
+@dataclass
+class IndexConfig:
+    """build_index: one trained quantizer, one faiss shard per partition of the embeddings."""
+
+    factory: str = "IVF256,Flat"  # faiss factory string: Flat, IVF4096,Flat, OPQ16,IVF65536,PQ16x8, ...,RFlat
+    shards: int = 4  # shards (= partitions of the embeddings when the index is built)
+    train_size: int = (
+        100000  # vectors sampled to the driver to train the quantizer / codebooks (50-256 x nlist)
+    )
+    nprobe: int = 16  # IVF lists searched per query
+    k_factor: float = 0.0  # refine step (RFlat): candidates re-ranked = k_factor x k; 0 = faiss default
+    threads: int = 1  # faiss threads per task
+    eval_queries: int = 1000  # sampled queries for recall@10 of the index vs exact search
+    quantizer: str = ""  # a stored quantizer.faiss to reuse instead of training one (same factory and dim)
+    merge: bool = (
+        False  # also merge the IVF shards into one on-disk index for serving (merged.faiss + .ivfdata)
+    )
+
+
+@dataclass
+class RecsConfig:
+    """precompute_recs, and the incremental mode of embed_offers / build_index / precompute_recs."""
+
+    k: int = 20  # recommendations per offer
+    candidates: int = 60  # nearest offers searched per offer, before removing self / same product
+    category_cap: int = 0  # at most N recommendations per category (0 = no cap)
+    mode: str = "full"  # full | incremental (only offers updated since recs.since) | compact (fold deltas into shards)
+    since: str = ""  # incremental: offers with updated_at >= this (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)
+    eval_queries: int = 5000  # test query offers for recall_at_20_test_pairs
+
+
+@dataclass
 class SessionsConfig:
     """The session next-item benchmark (eval_sessions) on a folder in the SR-GNN format."""
 
@@ -173,6 +217,9 @@ class Config:
     listings: ListingsConfig = field(default_factory=ListingsConfig)
     encoder: EncoderSection = field(default_factory=EncoderSection)
     train: TrainConfig = field(default_factory=TrainConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    recs: RecsConfig = field(default_factory=RecsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
 
 
@@ -193,7 +240,9 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
         return value
     if annotation is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)  # YAML reads `2026-10-01`-like or numeric strings as other types
+            return str(value)  # YAML reads numeric-looking strings as numbers
+        if isinstance(value, (datetime.date, datetime.datetime)):
+            return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}' must be a string; got {value!r}")
         return value
@@ -302,6 +351,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.feed must be arrow or petastorm; got {cfg.train.feed!r}")
     if cfg.spark.deploy_mode not in ("client", "cluster"):
         raise ConfigError(f"spark.deploy_mode must be client or cluster; got {cfg.spark.deploy_mode!r}")
+    r = cfg.recs
+    if r.mode not in ("full", "incremental", "compact"):
+        raise ConfigError(f"recs.mode must be full, incremental or compact; got {r.mode!r}")
+    if r.mode == "incremental" and not r.since:
+        raise ConfigError("recs.mode=incremental needs recs.since (offers updated since when?)")
+    if r.k < 1 or r.candidates < r.k:
+        raise ConfigError(f"need 1 <= recs.k <= recs.candidates; got {r.k}, {r.candidates}")
+    if cfg.index.shards < 1:
+        raise ConfigError(f"index.shards must be >= 1; got {cfg.index.shards}")
 
 
 def to_yaml(cfg: Config) -> str:

@@ -54,14 +54,19 @@ def exists(uri: str) -> bool:
 
 
 def write_text_atomic(uri: str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``uri``, then renames it over ``uri``."""
+    """Writes ``text`` (UTF-8) to a temporary file beside ``uri``, then renames it over ``uri``."""
+    write_bytes_atomic(uri, text.encode("utf-8"))
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> None:
+    """Writes ``data`` to a temporary file beside ``uri``, then renames it over ``uri`` (any filesystem)."""
     if is_local(uri):
         path = local_path(uri)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -72,9 +77,28 @@ def write_text_atomic(uri: str, text: str) -> None:
         return
     fs, p = fsspec.core.url_to_fs(uri)
     tmp = f"{p}.tmp-{uuid.uuid4().hex}"
-    with fs.open(tmp, "w") as f:
-        f.write(text)
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
     fs.mv(tmp, p)
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_local(uri):
+        with open(local_path(uri), "rb") as f:
+            return f.read()
+    with fsspec.open(uri, "rb") as f:
+        return bytes(f.read())
+
+
+def remove(uri: str) -> None:
+    """Deletes a file if it exists."""
+    if is_local(uri):
+        if os.path.exists(local_path(uri)):
+            os.remove(local_path(uri))
+        return
+    fs, p = fsspec.core.url_to_fs(uri)
+    if fs.exists(p):
+        fs.rm(p)
 
 
 def read_text(uri: str) -> str:

@@ -117,6 +117,12 @@ LISTINGS = Contract(
 EMBEDDINGS = Contract(
     "embeddings", _c("offer_id bigint, vector array<float>, model_version string"), producer="embed_offers"
 )
+EMBEDDINGS_DELTA = Contract(
+    "embeddings_delta",
+    _c("offer_id bigint, vector array<float>?, model_version string, deleted boolean"),
+    producer="embed_offers (recs.mode=incremental)",
+    description="offers changed since recs.since: new vectors, or deleted = true (vector null)",
+)
 RECS = Contract(
     "recs",
     _c("offer_id bigint, recs array<struct<offer_id:bigint,score:float>>, model_version string"),
@@ -163,6 +169,7 @@ CONTRACTS: dict[str, Contract] = {
         PAIRS,
         LISTINGS,
         EMBEDDINGS,
+        EMBEDDINGS_DELTA,
         RECS,
         TRUTH_OFFER_PRODUCT,
         TRUTH_RELEVANCE,

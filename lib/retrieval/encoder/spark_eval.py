@@ -9,18 +9,16 @@ popularity (training positives).
 
 from __future__ import annotations
 
-import io
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrieval.encoder.spark_embed import broadcast_model, rows_to_features, worker_model
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
-
-_MODELS: dict[str, Any] = {}  # per Python worker: the model of each broadcast, loaded once
 
 
 def sample_queries(pairs: DataFrame, n: int, seed: int) -> tuple[np.ndarray, list[set[int]]]:
@@ -50,16 +48,6 @@ def warm_offers(pairs: DataFrame) -> DataFrame:
     )
 
 
-def _rows_to_features(df: pd.DataFrame) -> Any:
-    from retrieval.encoder.features import OfferFeatures
-
-    return OfferFeatures(
-        np.stack(df["word_ids"].to_numpy()).astype(np.int64),
-        np.stack(df["char_ids"].to_numpy()).astype(np.int64),
-        *[df[c].to_numpy().astype(np.int64) for c in ("category", "price_bucket", "seller", "offer")],
-    )
-
-
 def encoder_top_k(
     spark: SparkSession,
     model: Any,
@@ -73,7 +61,6 @@ def encoder_top_k(
 
     ``use_ids``: warm offers (queries and items) use their id embedding; False = content only.
     """
-    import torch
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -87,30 +74,20 @@ def encoder_top_k(
     if len(q_rows) == 0:
         return np.full((len(query_ids), k), -1, dtype=np.int64)
     q_rows = q_rows.set_index("offer_id").loc[[int(x) for x in query_ids]].reset_index()
-    q_vec = embed(model, _rows_to_features(q_rows), use_id=q_rows["_warm"].to_numpy() & use_ids)
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    token = uuid.uuid4().hex
-    bc = spark.sparkContext.broadcast(
-        (token, buf.getvalue(), model.cfg.to_dict(), q_vec, query_ids, k, use_ids)
-    )
+    q_vec = embed(model, rows_to_features(q_rows), use_id=q_rows["_warm"].to_numpy() & use_ids)
+    model_bc = broadcast_model(spark, model)
+    bc = spark.sparkContext.broadcast((q_vec, query_ids, k, use_ids))
 
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        from retrieval.encoder.model import EncoderConfig, OfferTower
-
-        key, state, cfg, qv, qids, kk, ids_on = bc.value
-        if key not in _MODELS:  # once per Python worker, not per batch
-            m = OfferTower(EncoderConfig.from_dict(cfg))
-            m.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
-            _MODELS[key] = m.eval()
-        m = _MODELS[key]
+        qv, qids, kk, ids_on = bc.value
+        m = worker_model(model_bc.value)  # once per Python worker, not per batch
         for df in frames:
             if len(df) == 0:
                 continue
             item_ids = df["offer_id"].to_numpy()
-            iv = embed(m, _rows_to_features(df), use_id=df["_warm"].to_numpy() & ids_on)
+            iv = embed(m, rows_to_features(df), use_id=df["_warm"].to_numpy() & ids_on)
             dist, ids = exact_search(qv, iv, item_ids, kk, exclude=qids)  # this partition's best per query
             keep = ids.reshape(-1) >= 0
             yield pd.DataFrame(
@@ -130,6 +107,7 @@ def encoder_top_k(
     for r in best.collect():
         out[r["q"], r["_r"] - 1] = r["item"]
     bc.unpersist()
+    model_bc.unpersist()
     return out
 
 

@@ -1,0 +1,1 @@
+"""Sharded faiss indices and recommendation tables."""

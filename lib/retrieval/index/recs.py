@@ -1,0 +1,51 @@
+"""From nearest neighbours to a recommendation carousel (pure Python): the rules DESIGN.md gives.
+
+An offer's carousel is its nearest offers by embedding, best first, with the offer itself and every
+other offer of its product removed, offers of one product collapsed to the best-scoring one, and at
+most ``category_cap`` offers per category when a cap is set. "Same product" is the catalogue's
+``product_id``; where it is null, the same seller with a near-duplicate title (the same set of title
+tokens) stands in for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from retrieval.mining.listings import tokenize
+
+
+def product_key(product_id: int | None, title: str | None, seller_id: int | None) -> str:
+    """The collapse key: ``p<product_id>``, else ``s<seller>:<sorted distinct title tokens>``."""
+    if product_id is not None:
+        return f"p{int(product_id)}"
+    tokens = " ".join(sorted(set(tokenize(title))))
+    return f"s{'' if seller_id is None else int(seller_id)}:{tokens}"
+
+
+def carousel(
+    query_id: int,
+    query_key: str,
+    candidates: Sequence[tuple[int, float, str, int | None]],
+    k: int,
+    category_cap: int = 0,
+) -> list[tuple[int, float]]:
+    """The top-``k`` (offer_id, score) of ``candidates`` (offer_id, score, product key, category).
+
+    Candidates are taken best score first (ties: smaller id); the query offer and its product are
+    dropped, each product key is kept once, and with ``category_cap`` > 0 a category fills at most
+    that many slots.
+    """
+    out: list[tuple[int, float]] = []
+    seen_keys = {query_key}
+    per_category: dict[int | None, int] = {}
+    for offer_id, score, key, category in sorted(candidates, key=lambda c: (-c[1], c[0])):
+        if offer_id == query_id or key in seen_keys:
+            continue
+        if category_cap and per_category.get(category, 0) >= category_cap:
+            continue
+        seen_keys.add(key)
+        per_category[category] = per_category.get(category, 0) + 1
+        out.append((int(offer_id), float(score)))
+        if len(out) == k:
+            break
+    return out

@@ -1,0 +1,241 @@
+"""Sharded faiss index and recs: the pure merge/collapse logic, and the Spark jobs against local faiss."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from retrieval.index import shards as sh
+from retrieval.index.recs import carousel, product_key
+
+
+def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, d))
+    x = c[rng.integers(0, centres, n)] + 0.3 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_merge_top_k_orders_by_score_then_id_and_pads() -> None:
+    a = (np.array([[0.9, 0.5, -np.inf]]), np.array([[7, 3, -1]]))
+    b = (np.array([[0.9, 0.7]]), np.array([[2, 3]]))  # 2 ties with 7 at 0.9; 3 found twice
+    d, i = sh.merge_top_k([a, b], 5)
+    assert i.tolist() == [[2, 7, 3, -1, -1]]  # 3 once, with its best score 0.7
+    assert np.allclose(d[0, :3], [0.9, 0.9, 0.7]) and np.isinf(d[0, 3:]).all()
+    d, i = sh.merge_top_k([a, b], 2, exclude=[{2}])
+    assert i.tolist() == [[7, 3]]
+    assert sh.merge_top_k([b, a], 5)[1].tolist() == sh.merge_top_k([a, b], 5)[1].tolist()  # order-free
+
+
+def test_sharded_search_equals_one_index_with_every_vector() -> None:
+    x = clustered(3000, 16, 40, 0)
+    ids = np.arange(3000, dtype=np.int64) * 7 + 1
+    trained = sh.train_index(x[:2000], "IVF32,Flat", seed=1)
+    whole = sh.build_shard(trained, x, ids)
+    parts = [sh.build_shard(trained, x[p::3], ids[p::3]) for p in range(3)]
+    for index in [whole, *parts]:
+        sh.set_search_params(index, nprobe=4)
+    q = x[:200]
+    d1, i1 = sh.search(whole, q, 10)
+    d2, i2 = sh.search_shards(((p, frozenset()) for p in parts), q, 10)
+    assert np.allclose(d1, d2, atol=1e-5)
+    same = (i1 == i2) | np.isclose(d1, d2, atol=1e-5)  # equal ids, or a tie in score
+    assert same.all()
+    # Flat (non-IVF) types get ids through IDMap2; fewer vectors than k pad with -1
+    flat = sh.build_shard(sh.train_index(x[:10], "Flat"), x[:3], ids[:3])
+    d, i = sh.search(flat, x[:1], 5)
+    assert i[0, :3].tolist() == [ids[0], *sorted(ids[1:3], key=lambda j: -float(x[0] @ x[(j - 1) // 7]))]
+    assert (i[0, 3:] == -1).all() and np.isinf(d[0, 3:]).all()
+
+
+def test_superseded_vectors_of_older_shards_are_dropped() -> None:
+    x = clustered(500, 8, 10, 1)
+    ids = np.arange(500, dtype=np.int64)
+    trained = sh.train_index(x, "IVF8,Flat", seed=0)
+    base = sh.build_shard(trained, x, ids)
+    moved = x[:1] * -1.0  # offer 0 changed: its new vector points the other way
+    delta = sh.build_shard(trained, moved, ids[:1])
+    for index in (base, delta):
+        sh.set_search_params(index, nprobe=8)
+    _, i = sh.search_shards([(base, frozenset({0})), (delta, frozenset())], x[:1], 5)
+    assert 0 not in i[0].tolist()  # the old vector of 0 (its own best match) no longer answers
+    m = sh.Manifest(
+        "v",
+        "m",
+        "IVF8,Flat",
+        "inner_product",
+        8,
+        "",
+        [sh.ShardEntry("s", 500, "", 0), sh.ShardEntry("d", 1, "", 1)],
+        tombstones={"1": [0, 9]},
+    )
+    assert m.excluded_for(m.shards[0]) == {0, 9} and m.excluded_for(m.shards[1]) == frozenset()
+    assert sh.Manifest.from_dict(m.to_dict()) == m
+
+
+def test_carousel_removes_self_and_product_collapses_and_caps() -> None:
+    cands = [
+        (1, 0.99, "p1", 5),  # the query itself
+        (2, 0.95, "p1", 5),  # the query's product
+        (3, 0.90, "p2", 5),
+        (4, 0.90, "p2", 5),  # same product as 3, same score: the smaller id (3) stays
+        (5, 0.80, "p3", 6),
+        (6, 0.70, "p4", 5),
+        (7, 0.60, "p5", 7),
+    ]
+    assert carousel(1, "p1", cands, 10) == [(3, 0.9), (5, 0.8), (6, 0.7), (7, 0.6)]
+    assert [o for o, _ in carousel(1, "p1", cands, 10, category_cap=1)] == [3, 5, 7]
+    assert [o for o, _ in carousel(1, "p1", cands, 2)] == [3, 5]
+    assert carousel(1, "p1", [], 5) == []
+    assert product_key(42, "x", 1) == "p42"
+    assert (
+        product_key(None, "Red Shoe shoe", 3)
+        == product_key(None, "shoe red", 3)
+        != product_key(None, "shoe red", 4)
+    )
+
+
+def _stage(spark: Any, cfg: Any, name: str) -> dict[str, Any]:
+    import importlib
+
+    from retrieval.cli import run_stage
+
+    return run_stage(spark, cfg, name, importlib.import_module(f"jobs.{name}").run)
+
+
+@pytest.mark.spark
+def test_distributed_build_and_recs_equal_a_local_faiss_build(spark: Any, trained: dict[str, Any]) -> None:
+    from jobs.build_index import current
+    from retrieval import storage, tables
+    from retrieval.spark_tables import read_table
+
+    cfg = trained["cfg"]
+    for stage in ("embed_offers", "build_index", "precompute_recs"):
+        out = _stage(spark, cfg, stage)
+    root = cfg.paths.root
+    assert out["offers"] == out["offers_with_recs"] or out["offers_with_recs"] >= 0.95 * out["offers"]
+    emb = read_table(spark, root, tables.EMBEDDINGS).toPandas()
+    uri, manifest = current(root)
+    assert manifest.vectors == len(emb) and len(manifest.shards) == cfg.index.shards
+    assert all(s.count > 0 for s in manifest.shards)
+    # one local index with every vector and the stored quantizer, searched in one process
+    x = np.stack(emb["vector"].to_numpy()).astype(np.float32)
+    ids = emb["offer_id"].to_numpy()
+    local = sh.build_shard(storage.read_bytes(storage.join(uri, sh.QUANTIZER)), x, ids)
+    sh.set_search_params(local, cfg.index.nprobe)
+    d_loc, i_loc = sh.search(local, x, cfg.recs.candidates + 1)
+    from retrieval.index.spark_index import search_neighbours
+
+    dist = {
+        r["offer_id"]: (list(r["neighbours"]), list(r["scores"]))
+        for r in search_neighbours(
+            read_table(spark, root, tables.EMBEDDINGS), manifest, uri, cfg.recs.candidates, cfg.index.nprobe
+        ).collect()
+    }
+    for row, oid in enumerate(ids):
+        keep = i_loc[row] != oid
+        want_i, want_d = i_loc[row][keep][: cfg.recs.candidates], d_loc[row][keep][: cfg.recs.candidates]
+        got_i, got_d = dist[int(oid)]
+        assert np.allclose(got_d, want_d, atol=1e-4)  # the same scores, position by position
+        # and the same ids up to ties (offers with identical content have identical vectors): an id in
+        # one list only must tie in score with an id in the other list only
+        want, got = (
+            dict(zip(want_i.tolist(), want_d.tolist(), strict=True)),
+            dict(zip(got_i, got_d, strict=True)),
+        )
+        only_got = [got[i] for i in set(got) - set(want)]
+        only_want = [want[i] for i in set(want) - set(got)]
+        assert len(only_got) == len(only_want)
+        assert all(min((abs(g - w) for w in only_want), default=1.0) < 1e-5 for g in only_got), oid
+    assert out["recall_at_20_test_pairs"] > out["recall_at_20_baselines"]["popularity"]
+    assert _stage(spark, cfg, "build_index")["recall_at_10_vs_exact"] > 0.95
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_incremental_update_then_compaction_equals_a_full_rebuild(
+    spark: Any, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    from pyspark.sql import functions as F
+    from tests.conftest import make_config
+
+    from jobs.build_index import current
+    from retrieval import storage, tables
+    from retrieval.spark_tables import read_table, write_table
+
+    src = Path(trained["cfg"].paths.root)
+    inc, full = tmp_path / "inc", tmp_path / "full"
+    for root in (inc, full):
+        for part in ("offers", "pairs", "models", "_metrics"):
+            shutil.copytree(src / part, root / part)
+    offers = read_table(spark, str(src), tables.OFFERS).cache()
+    ids = sorted(r["offer_id"] for r in offers.select("offer_id").collect())
+    held, changed, deleted = set(ids[::200]), set(ids[1::300]), set(ids[2::300])
+    later = F.to_timestamp(F.lit("2030-01-02 00:00:00"))
+    day_one = offers.where(~F.col("offer_id").isin(list(held)))
+    day_two = offers.select(
+        "offer_id",
+        F.when(F.col("offer_id").isin(list(changed)), F.concat(F.col("title"), F.lit(" refurbished")))
+        .otherwise(F.col("title"))
+        .alias("title"),
+        "category_id",
+        "price",
+        "seller_id",
+        "product_id",
+        "image_ref",
+        F.when(F.col("offer_id").isin(list(held | changed | deleted)), later)
+        .otherwise(F.col("updated_at"))
+        .alias("updated_at"),
+        F.when(F.col("offer_id").isin(list(deleted)), F.lit(True))
+        .otherwise(F.col("deleted"))
+        .alias("deleted"),
+    )
+    cfg = make_config(inc, "recs.mode=full")
+    write_table(day_one, str(inc), tables.OFFERS)
+    for stage in ("embed_offers", "build_index", "precompute_recs"):
+        _stage(spark, cfg, stage)
+    quantizer = storage.join(current(str(inc))[0], sh.QUANTIZER)
+    write_table(day_two, str(inc), tables.OFFERS)
+    cfg_inc = make_config(inc, "recs.mode=incremental", "recs.since=2030-01-01")
+    out = {s: _stage(spark, cfg_inc, s) for s in ("embed_offers", "build_index", "precompute_recs")}
+    assert out["embed_offers"]["offers_embedded"] == len(held | changed)
+    assert out["embed_offers"]["offers_deleted"] == len(deleted)
+    assert out["build_index"]["generation"] == 1
+    recomputed = out["precompute_recs"]["recomputed"]
+    print(f"delta {len(held | changed | deleted)} of {len(ids)} offers: {recomputed} carousels recomputed")
+    assert recomputed < 0.5 * len(ids)  # the delta and its neighbourhood, not the catalogue
+
+    # the same final catalogue, built in full with the same stored quantizer
+    write_table(day_two, str(full), tables.OFFERS)
+    cfg_full = make_config(full, f"index.quantizer={quantizer}")
+    for stage in ("embed_offers", "build_index", "precompute_recs"):
+        _stage(spark, cfg_full, stage)
+
+    def recs_of(root: Path) -> dict[int, list[tuple[int, float]]]:
+        return {
+            r["offer_id"]: [(x["offer_id"], x["score"]) for x in r["recs"]]
+            for r in read_table(spark, str(root), tables.RECS).collect()
+        }
+
+    a, b = recs_of(inc), recs_of(full)
+    assert set(a) == set(b) and not (set(a) & deleted)
+    differ = sum(1 for o in a if [s for _, s in a[o]] != pytest.approx([s for _, s in b[o]], abs=1e-4))
+    assert differ <= 0.01 * len(a), differ
+
+    # compaction folds the delta into shards equal to the full rebuild's
+    _stage(spark, make_config(inc, "recs.mode=compact"), "build_index")
+    (ui, mi), (uf, mf) = current(str(inc)), current(str(full))
+    assert mi.generation == 0 and mi.vectors == mf.vectors and mi.tombstones == {}
+    emb = read_table(spark, str(full), tables.EMBEDDINGS).toPandas()
+    x = np.stack(emb["vector"].to_numpy()).astype(np.float32)[:500]
+    from retrieval.index.spark_index import load_shard
+
+    def search_all(uri: str, m: sh.Manifest) -> tuple[np.ndarray, np.ndarray]:
+        return sh.search_shards(((load_shard(uri, e, 8, 0.0), m.excluded_for(e)) for e in m.shards), x, 20)
+
+    (di, ii), (df, if_) = search_all(ui, mi), search_all(uf, mf)
+    assert np.allclose(di, df, atol=1e-5) and ((ii == if_) | np.isclose(di, df, atol=1e-5)).all()
