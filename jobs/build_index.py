@@ -9,11 +9,13 @@ Full: index.train_size vectors (a hash sample) are collected to the driver, the 
 vectors to a copy and writes shard-NNNNN.faiss; manifest.json (shards, counts, checksums, dim, metric,
 factory, model version) is written last, then index/CURRENT names the new version. index.quantizer
 reuses a stored quantizer.faiss instead of training. Recall@10 of the index against exact search is
-measured on index.eval_queries sampled offers at every build.
+measured on index.eval_queries sampled offers at every build. index.merge=true also merges IVF
+shards into one on-disk index (merged.faiss + merged.ivfdata, memory-mapped) for serving.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from pyspark.sql import functions as F
 from retrieval import storage, tables
 from retrieval.artifacts import content_version
 from retrieval.cli import job_main
-from retrieval.config import Config
+from retrieval.config import Config, ConfigError
 from retrieval.index import shards as sh
 from retrieval.index.spark_index import exact_neighbours, sample_vectors, search_neighbours, write_shards
 from retrieval.spark_tables import TableError, read_table
@@ -134,6 +136,21 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             shards=write_shards(embeddings, trained, uri, ix.shards, threads=ix.threads),
         )
     recall = recall_vs_exact(spark, cfg, embeddings, uri, manifest)
+    merged = None
+    if ix.merge and mode != "incremental":
+        if not storage.is_local(uri):
+            raise ConfigError(
+                "index.merge writes an on-disk (memory-mapped) index: it needs a local paths.root"
+            )
+        local = storage.local_path(uri)
+        ntotal = sh.merge_on_disk(
+            trained,
+            [os.path.join(local, e.file) for e in manifest.shards],
+            os.path.join(local, "merged.faiss"),
+            os.path.join(local, "merged.ivfdata"),
+        )
+        merged = os.path.join(local, "merged.faiss")
+        assert ntotal == manifest.vectors, (ntotal, manifest.vectors)
     _commit(root, uri, manifest, previous)
     deltas = [s for s in manifest.shards if s.generation > 0]
     return {
@@ -146,7 +163,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "generation": manifest.generation,
         "mode": mode,
         "rows_out": manifest.vectors,
-        "outputs": {"index": uri},
+        "outputs": {"index": uri, **({"merged index": merged} if merged else {})},
         "summary": [
             f"{manifest.vectors:,} vectors ({manifest.dim}-d) in {len(manifest.shards)} shards "
             f"({len(deltas)} delta) of {manifest.factory}, nprobe {ix.nprobe}",

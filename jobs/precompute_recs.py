@@ -9,7 +9,8 @@ offers of its product are removed, offers of one product collapsed to the best (
 + near-duplicate title where it is null), at most recs.category_cap per category. Incremental: recs
 of new and changed offers, and of offers whose carousel they enter or whose carousel holds a changed
 or deleted offer, are recomputed; the rest are kept. Metrics: Recall@20 on test co-click pairs whose
-item is another product (co-occurrence and popularity on the same pairs beside it), catalogue coverage.
+item is another product, matched by product (the carousel shows one offer per product) and by offer,
+with co-occurrence and popularity on the same pairs beside it; catalogue coverage.
 """
 
 from __future__ import annotations
@@ -127,8 +128,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "offers_with_recs": int(stats["with_recs"] or 0),
         "offers_with_k_recs": int(stats["full"] or 0),
         "k": r.k,
-        "recall_at_20_test_pairs": figures["recs"],
-        "recall_at_20_baselines": {m: v for m, v in figures.items() if m != "recs"},
+        "recall_at_20_test_pairs": figures["product"]["recs"],
+        "recall_at_20_baselines": {m: v for m, v in figures["product"].items() if m != "recs"},
+        "recall_at_20_offer_level": figures["offer"],
         "catalog_coverage": round(covered / max(n_live, 1), 4),
         "mode": r.mode,
         "recomputed": recomputed,
@@ -143,27 +145,25 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
                 if r.mode != "full"
                 else ""
             ),
-            "Recall@20 on test co-clicks of another product: "
-            + ", ".join(f"{m} {v}" for m, v in figures.items()),
+            "Recall@20 on test co-clicks of another product, by product: "
+            + ", ".join(f"{m} {v}" for m, v in figures["product"].items())
+            + "; by offer: "
+            + ", ".join(f"{m} {v}" for m, v in figures["offer"].items()),
         ],
     }
 
 
-def evaluate(cfg: Config, recs: DataFrame, keys: DataFrame) -> dict[str, float | None]:
+def evaluate(cfg: Config, recs: DataFrame, keys: DataFrame) -> dict[str, dict[str, float | None]]:
     """Recall@20 of the recs, co-occurrence and popularity on sampled test query offers, against their
-    test co-click partners that are another product (same product = not a recommendation)."""
+    test co-click partners that are another product (same product = not a recommendation).
+
+    ``product``: a hit is a recommended offer of the partner's product (the carousel shows one offer
+    per product, so this is what it can get right); ``offer``: the partner offer itself."""
     spark = recs.sparkSession
     pairs = read_table(spark, cfg.paths.root, tables.PAIRS)
     queries, targets = sample_queries(pairs, cfg.recs.eval_queries, cfg.seed)
     if len(queries) == 0:
-        return {"recs": None}
-    ids = {int(q) for q in queries} | {int(t) for ts in targets for t in ts}
-    key = {
-        int(row["offer_id"]): row["key"] for row in keys.where(F.col("offer_id").isin(list(ids))).collect()
-    }
-    targets = [
-        {t for t in ts if key.get(t) != key.get(int(q))} for q, ts in zip(queries, targets, strict=True)
-    ]
+        return {"product": {"recs": None}, "offer": {"recs": None}}
     got = {
         int(row["offer_id"]): [int(x) for x in row["ids"]]
         for row in recs.where(F.col("offer_id").isin([int(q) for q in queries]))
@@ -173,7 +173,25 @@ def evaluate(cfg: Config, recs: DataFrame, keys: DataFrame) -> dict[str, float |
     ranked = {"recs": np.array([(got.get(int(q), []) + [-1] * 20)[:20] for q in queries])}
     for name, fn in (("cooccurrence", cooccurrence_top_k), ("popularity", popularity_top_k)):
         ranked[name] = fn(pairs, queries, 20)
-    return {name: round(recall_at_k(r_, targets, 20), 4) for name, r_ in ranked.items()}
+    ids = {int(q) for q in queries} | {int(t) for ts in targets for t in ts}
+    ids |= {int(x) for r_ in ranked.values() for x in r_.reshape(-1) if x >= 0}
+    key = {
+        int(row["offer_id"]): row["key"] for row in keys.where(F.col("offer_id").isin(list(ids))).collect()
+    }
+    targets = [
+        {t for t in ts if key.get(t) != key.get(int(q))} for q, ts in zip(queries, targets, strict=True)
+    ]
+    out: dict[str, dict[str, float | None]] = {"product": {}, "offer": {}}
+    for name, r_ in ranked.items():
+        out["offer"][name] = round(recall_at_k(r_, targets, 20), 4)
+        hits = []
+        for row, ts in zip(r_, targets, strict=True):
+            if ts:
+                want = {key.get(t, f"o{t}") for t in ts}
+                shown = {key.get(int(x), f"o{x}") for x in row[:20] if x >= 0}
+                hits.append(len(want & shown) / len(want))
+        out["product"][name] = round(float(np.mean(hits)), 4) if hits else None
+    return out
 
 
 if __name__ == "__main__":

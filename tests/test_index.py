@@ -26,12 +26,39 @@ def test_merge_top_k_orders_by_score_then_id_and_pads() -> None:
     d, i = sh.merge_top_k([a, b], 5)
     assert i.tolist() == [[2, 7, 3, -1, -1]]  # 3 once, with its best score 0.7
     assert np.allclose(d[0, :3], [0.9, 0.9, 0.7]) and np.isinf(d[0, 3:]).all()
-    d, i = sh.merge_top_k([a, b], 2, exclude=[{2}])
+    d, i = sh.merge_top_k([a, b], 2, exclude=np.array([[2]]))
     assert i.tolist() == [[7, 3]]
     assert sh.merge_top_k([b, a], 5)[1].tolist() == sh.merge_top_k([a, b], 5)[1].tolist()  # order-free
 
 
-def test_sharded_search_equals_one_index_with_every_vector() -> None:
+def test_merge_top_k_equals_a_brute_force_merge() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        q, k = 30, int(rng.integers(1, 12))
+        parts = []
+        for _ in range(int(rng.integers(1, 4))):
+            width = int(rng.integers(0, 25))
+            i = rng.integers(-1, 25, size=(q, width))
+            d = np.round(rng.normal(size=(q, width)), 1).astype(np.float32)  # coarse scores: many ties
+            parts.append((np.where(i < 0, -np.inf, d), i))
+        exclude = rng.integers(0, 25, size=(q, 2))
+        got_d, got_i = sh.merge_top_k(parts, k, exclude)
+        if all(len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in np.concatenate([p[1] for p in parts], 1)):
+            assert (sh.merge_top_k(parts, k, exclude, unique=True)[1] == got_i).all()
+        for row in range(q):
+            best: dict[int, float] = {}
+            for d, i in parts:
+                for score, item in zip(d[row], i[row], strict=True):
+                    if item >= 0 and item not in exclude[row]:
+                        best[int(item)] = max(best.get(int(item), -np.inf), float(score))
+            want = sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]
+            want_i = [i for i, _ in want] + [-1] * (k - len(want))
+            assert got_i[row].tolist() == want_i
+            assert np.allclose(got_d[row][: len(want)], [s for _, s in want])
+            assert np.isinf(got_d[row][len(want) :]).all()
+
+
+def test_sharded_search_equals_one_index_with_every_vector(tmp_path: Path) -> None:
     x = clustered(3000, 16, 40, 0)
     ids = np.arange(3000, dtype=np.int64) * 7 + 1
     trained = sh.train_index(x[:2000], "IVF32,Flat", seed=1)
@@ -45,6 +72,18 @@ def test_sharded_search_equals_one_index_with_every_vector() -> None:
     assert np.allclose(d1, d2, atol=1e-5)
     same = (i1 == i2) | np.isclose(d1, d2, atol=1e-5)  # equal ids, or a tie in score
     assert same.all()
+    # merged on disk (one memory-mapped index for serving): the same answers
+    import faiss
+
+    paths = []
+    for n, part in enumerate(parts):
+        paths.append(str(tmp_path / f"shard-{n}.faiss"))
+        faiss.write_index(part, paths[-1])
+    assert sh.merge_on_disk(trained, paths, str(tmp_path / "m.faiss"), str(tmp_path / "m.ivfdata")) == 3000
+    merged = faiss.read_index(str(tmp_path / "m.faiss"))
+    sh.set_search_params(merged, nprobe=4)
+    d3, i3 = sh.search(merged, q, 10)
+    assert np.allclose(d1, d3, atol=1e-5) and ((i1 == i3) | np.isclose(d1, d3, atol=1e-5)).all()
     # Flat (non-IVF) types get ids through IDMap2; fewer vectors than k pad with -1
     flat = sh.build_shard(sh.train_index(x[:10], "Flat"), x[:3], ids[:3])
     d, i = sh.search(flat, x[:1], 5)
@@ -152,6 +191,11 @@ def test_distributed_build_and_recs_equal_a_local_faiss_build(spark: Any, traine
         assert len(only_got) == len(only_want)
         assert all(min((abs(g - w) for w in only_want), default=1.0) < 1e-5 for g in only_got), oid
     assert out["recall_at_20_test_pairs"] > out["recall_at_20_baselines"]["popularity"]
+    from jobs.lookup import lookup
+
+    lines = lookup(spark, root, [int(ids[0])])
+    assert lines[0].startswith(f"offer {ids[0]}: '") and lines[1].lstrip().startswith("1. ")
+    assert len(lookup(spark, root, [])) > 3  # sampled offers when none are given
     assert _stage(spark, cfg, "build_index")["recall_at_10_vs_exact"] > 0.95
 
 

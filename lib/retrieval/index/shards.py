@@ -98,37 +98,80 @@ def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
 def merge_top_k(
     parts: Iterable[tuple[np.ndarray, np.ndarray]],
     k: int,
-    exclude: Sequence[set[int] | frozenset[int]] | None = None,
+    exclude: np.ndarray | None = None,
+    unique: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merges per-shard results (D [Q, k_s], I [Q, k_s]) into the global top-``k`` per query.
+    """Merges per-shard results (D [Q, k_s], I [Q, k_s]) into the global top-``k`` per query (vectorised).
 
     Best score first; ties broken by the smaller id, so the result does not depend on shard order.
     An id found in several parts (a vector re-added by an update) counts once, with its best score.
-    ``exclude[q]``: ids dropped for query q (tombstones, the query itself). Fewer than k results are
-    padded with id -1 and score -inf.
+    ``exclude``: [Q, m] ids dropped per query (the query itself; -1 = nothing). Fewer than k results
+    are padded with id -1 and score -inf. ``unique=True`` promises that no id appears twice in a row
+    (shards partition the ids, and superseded copies are already dropped), which skips the de-duplication.
     """
     ds, is_ = [], []
-    for d, i in parts:
-        ds.append(np.asarray(d, dtype=np.float32))
-        is_.append(np.asarray(i, dtype=np.int64))
+    for d_, i_ in parts:
+        ds.append(np.asarray(d_, dtype=np.float32))
+        is_.append(np.asarray(i_, dtype=np.int64))
     if not ds:
         raise ValueError("merge_top_k needs at least one part")
     d = np.concatenate(ds, axis=1)
     i = np.concatenate(is_, axis=1)
-    out_d = np.full((len(d), k), -np.inf, dtype=np.float32)
-    out_i = np.full((len(d), k), -1, dtype=np.int64)
-    for q in range(len(d)):
-        valid = i[q] >= 0
-        if exclude is not None and exclude[q]:
-            valid &= ~np.isin(i[q], np.fromiter(exclude[q], dtype=np.int64, count=len(exclude[q])))
-        dq, iq = d[q][valid], i[q][valid]
-        order = np.lexsort((iq, -dq))  # score descending, then id ascending
-        dq, iq = dq[order], iq[order]
-        _, first = np.unique(iq, return_index=True)  # an id once: its best (first in order) score
-        keep = np.sort(first)[:k]
-        out_d[q, : len(keep)] = dq[keep]
-        out_i[q, : len(keep)] = iq[keep]
+    dead = i < 0
+    if exclude is not None and exclude.size:
+        ex = np.asarray(exclude, dtype=np.int64).reshape(len(i), -1)
+        dead |= (i[:, :, None] == ex[:, None, :]).any(axis=2)
+    d = np.where(dead, -np.inf, d)
+    i = np.where(dead, -1, i)
+    if not unique:  # the same id twice (from two parts, or added twice): keep its best score only
+        order = np.lexsort((-d, i), axis=-1)  # by id, then best score first
+        i_s, d_s = np.take_along_axis(i, order, -1), np.take_along_axis(d, order, -1)
+        repeat = np.zeros_like(dead)
+        repeat[:, 1:] = (i_s[:, 1:] == i_s[:, :-1]) & (i_s[:, 1:] >= 0)
+        d, i = np.where(repeat, -np.inf, d_s), np.where(repeat, -1, i_s)
+    out_d, out_i = _best_k(d, i, k)
+    if out_i.shape[1] < k:  # fewer candidates than k in all parts together
+        pad = k - out_i.shape[1]
+        out_d = np.pad(out_d, ((0, 0), (0, pad)), constant_values=-np.inf)
+        out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=-1)
+    out_i = np.where(np.isfinite(out_d), out_i, -1)
+    return out_d.astype(np.float32), out_i
+
+
+def _sorted_k(d: np.ndarray, i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first k by (score descending, id ascending; -1 ids last)."""
+    order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=-1)[:, :k]
+    return np.take_along_axis(d, order, -1), np.take_along_axis(i, order, -1)
+
+
+def _best_k(d: np.ndarray, i: np.ndarray, k: int, slack: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_sorted_k`, without sorting every column: a partial partition keeps each row's best
+    k + slack, which decides the order unless the boundary is a tie (those rows get the full sort)."""
+    kk = k + slack
+    if d.shape[1] <= kk:
+        return _sorted_k(d, i, k)
+    part = np.argpartition(-d, kk - 1, axis=1)[:, :kk]
+    dp, ip = np.take_along_axis(d, part, -1), np.take_along_axis(i, part, -1)
+    desc = -np.sort(-dp, axis=1)
+    tie = (desc[:, kk - 1] == desc[:, k - 1]) & np.isfinite(desc[:, k - 1])  # ties may reach past kk
+    out_d, out_i = _sorted_k(dp, ip, k)
+    if tie.any():
+        out_d[tie], out_i[tie] = _sorted_k(d[tie], i[tie], k)
     return out_d, out_i
+
+
+def merge_on_disk(trained: bytes, shard_paths: Sequence[str], index_path: str, ivfdata_path: str) -> int:
+    """Merges IVF shards (local files) into one index whose inverted lists live in ``ivfdata_path``
+    (faiss ``OnDiskInvertedLists``, memory-mapped at search time): one file to serve. Returns ntotal."""
+    faiss = _faiss()
+    from faiss.contrib.ondisk import merge_ondisk
+
+    index = from_bytes(trained)
+    if faiss.try_extract_index_ivf(index) is None:
+        raise ValueError("only IVF indices can be merged on disk; keep the shards for other types")
+    merge_ondisk(index, list(shard_paths), ivfdata_path)
+    faiss.write_index(index, index_path)
+    return int(index.ntotal)
 
 
 def checksum(data: bytes) -> str:
@@ -191,15 +234,16 @@ def search_shards(
     shards: Iterable[tuple[Any, frozenset[int]]],
     queries: np.ndarray,
     k: int,
-    exclude: Sequence[set[int] | frozenset[int]] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Searches every (index, superseded ids) shard for ``k`` + slack and merges to the global top-k.
 
-    The slack per shard is the number of ids the shard may not return (its superseded ids and the
-    query's own exclusions), capped, so dropping them still leaves k candidates where they exist.
+    ``exclude``: [Q, m] ids to leave out per query (e.g. the query offer itself). The slack per shard
+    covers them and the shard's superseded ids (capped at 4k), so dropping them still leaves k
+    candidates where the shard has them.
     """
     parts = []
-    extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+    extra = 0 if exclude is None else int(np.asarray(exclude).reshape(len(queries), -1).shape[1])
     for index, superseded in shards:
         kk = k + extra + min(len(superseded), 4 * k)
         d, i = search(index, queries, min(kk, max(index.ntotal, 1)))
@@ -210,4 +254,4 @@ def search_shards(
         parts.append((d, i))
     if not parts:
         return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-    return merge_top_k(parts, k, exclude)
+    return merge_top_k(parts, k, exclude, unique=True)  # superseded copies are dropped above

@@ -182,7 +182,7 @@ def search_neighbours(
         vecs = np.stack(np.concatenate([f["vector"].to_numpy() for f in frames_])).astype(np.float32)
         m = sh.Manifest.from_dict(bc.value)
         shards = ((load_shard(index_uri, e, nprobe, k_factor), m.excluded_for(e)) for e in m.shards)
-        d, i = sh.search_shards(shards, vecs, k, exclude=[{int(x)} for x in ids])
+        d, i = sh.search_shards(shards, vecs, k, exclude=ids.reshape(-1, 1))
         for lo in range(0, len(ids), 10000):
             hi = lo + 10000
             yield pd.DataFrame(
