@@ -43,7 +43,9 @@ def test_merge_top_k_equals_a_brute_force_merge() -> None:
             parts.append((np.where(i < 0, -np.inf, d), i))
         exclude = rng.integers(0, 25, size=(q, 2))
         got_d, got_i = sh.merge_top_k(parts, k, exclude)
-        if all(len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in np.concatenate([p[1] for p in parts], 1)):
+        if all(
+            len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in np.concatenate([p[1] for p in parts], 1)
+        ):
             assert (sh.merge_top_k(parts, k, exclude, unique=True)[1] == got_i).all()
         for row in range(q):
             best: dict[int, float] = {}
