@@ -58,7 +58,9 @@ def recall10(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(found, truth, strict=True)]))
 
 
-def run_case(spark: Any, name: str, x: np.ndarray, threads: int, nprobe: int, work: str) -> dict[str, Any]:
+def run_case(
+    spark: Any, name: str, x: np.ndarray, threads: int, nprobe: int, work: str, shards: int
+) -> dict[str, Any]:
     import faiss
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -95,7 +97,7 @@ def run_case(spark: Any, name: str, x: np.ndarray, threads: int, nprobe: int, wo
     sample = sample_vectors(emb, train_size, 1)
     trained = sh.train_index(sample, factory, seed=1, threads=threads)
     uri = os.path.join(work, name, "index")
-    entries = write_shards(emb, trained, uri, 2 * threads, threads=1)
+    entries = write_shards(emb, trained, uri, shards, threads=1)
     t_build = time.perf_counter() - t0
     manifest = sh.Manifest("bench", "bench", factory, "inner_product", d, sh.checksum(trained), entries)
     t0 = time.perf_counter()
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--nprobe", type=int, default=16)
+    p.add_argument("--shards", type=int, default=0, help="index shards (0 = one per thread)")
     p.add_argument("--work", default="work/bench/recs")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "recs.json"))
     a = p.parse_args(argv)
@@ -187,7 +190,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cases: dict[str, Any] = {}
     for n in [int(s) for s in a.sizes.split(",") if s]:
         cases[f"clustered_{n}"] = run_case(
-            spark, f"clustered_{n}", clustered(n, 64, a.centres, 0), a.threads, a.nprobe, a.work
+            spark,
+            f"clustered_{n}",
+            clustered(n, 64, a.centres, 0),
+            a.threads,
+            a.nprobe,
+            a.work,
+            a.shards or a.threads,
         )
     local = os.path.join(a.local, "embeddings")
     if a.local and os.path.exists(local):
@@ -199,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             a.threads,
             a.nprobe,
             a.work,
+            a.shards or a.threads,
         )
     spark.stop()
     sizes = sorted(v["vectors"] for k, v in cases.items() if k.startswith("clustered"))

@@ -26,7 +26,13 @@ from retrieval.artifacts import content_version
 from retrieval.cli import job_main
 from retrieval.config import Config, ConfigError
 from retrieval.index import shards as sh
-from retrieval.index.spark_index import exact_neighbours, sample_vectors, search_neighbours, write_shards
+from retrieval.index.spark_index import (
+    exact_neighbours,
+    sample_vectors,
+    search_neighbours,
+    write_shards,
+    write_tombstones,
+)
 from retrieval.spark_tables import TableError, read_table
 
 
@@ -99,7 +105,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             threads=ix.threads,
         )
         manifest.shards += added
-        manifest.tombstones[str(gen)] = sorted(int(r["offer_id"]) for r in delta.select("offer_id").collect())
+        manifest.tombstones[str(gen)] = write_tombstones(delta, uri, gen)
         manifest.since[str(gen)] = cfg.recs.since
     else:
         if mode == "compact":

@@ -112,9 +112,10 @@ def test_superseded_vectors_of_older_shards_are_dropped() -> None:
         8,
         "",
         [sh.ShardEntry("s", 500, "", 0), sh.ShardEntry("d", 1, "", 1)],
-        tombstones={"1": [0, 9]},
+        tombstones={"1": "tombstones-001.parquet"},
     )
-    assert m.excluded_for(m.shards[0]) == {0, 9} and m.excluded_for(m.shards[1]) == frozenset()
+    dead = {"1": frozenset({0, 9})}
+    assert m.excluded_for(m.shards[0], dead) == {0, 9} and m.excluded_for(m.shards[1], dead) == frozenset()
     assert sh.Manifest.from_dict(m.to_dict()) == m
 
 
@@ -278,10 +279,13 @@ def test_incremental_update_then_compaction_equals_a_full_rebuild(
     assert mi.generation == 0 and mi.vectors == mf.vectors and mi.tombstones == {}
     emb = read_table(spark, str(full), tables.EMBEDDINGS).toPandas()
     x = np.stack(emb["vector"].to_numpy()).astype(np.float32)[:500]
-    from retrieval.index.spark_index import load_shard
+    from retrieval.index.spark_index import load_shard, load_tombstones
 
     def search_all(uri: str, m: sh.Manifest) -> tuple[np.ndarray, np.ndarray]:
-        return sh.search_shards(((load_shard(uri, e, 8, 0.0), m.excluded_for(e)) for e in m.shards), x, 20)
+        dead = load_tombstones(uri, m)
+        return sh.search_shards(
+            ((load_shard(uri, e, 8, 0.0), m.excluded_for(e, dead)) for e in m.shards), x, 20
+        )
 
     (di, ii), (df, if_) = search_all(ui, mi), search_all(uf, mf)
     assert np.allclose(di, df, atol=1e-5) and ((ii == if_) | np.isclose(di, df, atol=1e-5)).all()

@@ -75,7 +75,7 @@ def test_missing_input_fails_naming_the_table(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pipeline_on_the_test_config(tmp_path: Path) -> None:
     out = submit("pipeline", "--config", "conf/test.yaml", "--set", f"paths.root={tmp_path}", timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]  # the driver's errors land in stdout
     assert "== pipeline:" in out.stdout
     from jobs.pipeline import STAGES
 

@@ -14,7 +14,7 @@ The index type is a faiss factory string (``Flat``, ``IVF4096,Flat``, ``OPQ16,IV
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,8 +198,9 @@ class Manifest:
     quantizer_sha256: str
     shards: list[ShardEntry] = field(default_factory=list)
     # ids superseded at each generation (changed or deleted offers): hits on them from an older shard
-    # are dropped at search time. Keyed by generation (as a string, for JSON).
-    tombstones: dict[str, list[int]] = field(default_factory=dict)
+    # are dropped at search time. Generation (as a string, for JSON) -> a parquet file of offer_id
+    # inside the index directory, written by the executors (the driver never holds the ids).
+    tombstones: dict[str, str] = field(default_factory=dict)
     since: dict[str, str] = field(default_factory=dict)  # generation -> the recs.since it was built from
 
     @property
@@ -210,10 +211,11 @@ class Manifest:
     def generation(self) -> int:
         return max((s.generation for s in self.shards), default=0)
 
-    def excluded_for(self, shard: ShardEntry) -> frozenset[int]:
-        """Ids whose vector in ``shard`` is superseded by a later generation."""
+    def excluded_for(self, shard: ShardEntry, tombstones: Mapping[str, frozenset[int]]) -> frozenset[int]:
+        """Ids whose vector in ``shard`` is superseded by a later generation (``tombstones``: the loaded
+        id sets of :attr:`tombstones`, by generation)."""
         out: set[int] = set()
-        for g, ids in self.tombstones.items():
+        for g, ids in tombstones.items():
             if int(g) > shard.generation:
                 out.update(ids)
         return frozenset(out)
@@ -238,15 +240,28 @@ def search_shards(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Searches every (index, superseded ids) shard for ``k`` + slack and merges to the global top-k.
 
+    Plain IVF shards (one trained quantizer, the same nprobe) share one coarse assignment of the queries.
+
     ``exclude``: [Q, m] ids to leave out per query (e.g. the query offer itself). The slack per shard
     covers them and the shard's superseded ids (capped at 4k), so dropping them still leaves k
     candidates where the shard has them.
     """
+    faiss = _faiss()
     parts = []
     extra = 0 if exclude is None else int(np.asarray(exclude).reshape(len(queries), -1).shape[1])
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    assigned: tuple[np.ndarray, np.ndarray] | None = None
     for index, superseded in shards:
-        kk = k + extra + min(len(superseded), 4 * k)
-        d, i = search(index, queries, min(kk, max(index.ntotal, 1)))
+        kk = min(k + extra + min(len(superseded), 4 * k), max(index.ntotal, 1))
+        if isinstance(index, faiss.IndexIVF) and index.ntotal:
+            # every shard shares the trained quantizer: assign the queries to lists once, not per shard
+            if assigned is None:
+                dq, iq = index.quantizer.search(queries, index.nprobe)
+                assigned = (dq, iq)
+            d, i = index.search_preassigned(queries, kk, assigned[1], assigned[0])
+            d, i = np.where(i < 0, -np.inf, d).astype(np.float32), i.astype(np.int64)
+        else:
+            d, i = search(index, queries, kk)
         if superseded:
             dead = np.isin(i, np.fromiter(superseded, dtype=np.int64, count=len(superseded)))
             i = np.where(dead, -1, i)

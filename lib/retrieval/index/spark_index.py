@@ -7,7 +7,7 @@ sampling for training is bounded by ``index.train_size``, and every per-offer st
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,9 +18,35 @@ from retrieval.index.recs import carousel, product_key
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     from pyspark.sql import DataFrame
 
 NEIGHBOURS_DDL = "offer_id bigint, neighbours array<bigint>, scores array<float>"
+
+
+def arrow_vectors(batches: Sequence[pa.RecordBatch]) -> tuple[np.ndarray, np.ndarray]:
+    """(offer_id [n], vectors [n, d] float32) of a task's Arrow batches, without a per-row Python step."""
+    import pyarrow as pa
+
+    batches = [b for b in batches if b.num_rows]
+    if not batches:
+        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
+    table = pa.Table.from_batches(batches)
+    ids = table.column("offer_id").to_numpy()
+    col = table.column("vector").combine_chunks()
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if col.null_count or len(flat) % len(ids):
+        raise ValueError("vectors must be non-null and all of one length")
+    return ids, flat.reshape(len(ids), -1)
+
+
+def arrow_lists(values: np.ndarray, keep: np.ndarray) -> pa.Array:
+    """A list column from the kept cells of each row of ``values`` [n, k] (``keep`` [n, k] bool)."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(keep.sum(axis=1), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[keep]))
 
 
 def sample_vectors(embeddings: DataFrame, n: int, seed: int, with_ids: bool = False) -> Any:
@@ -28,16 +54,14 @@ def sample_vectors(embeddings: DataFrame, n: int, seed: int, with_ids: bool = Fa
     (with ``with_ids``: (ids [m], vectors [m, d]))."""
     from pyspark.sql import functions as F
 
-    rows = (
+    table = (
         embeddings.orderBy(F.xxhash64("offer_id", F.lit(seed)), "offer_id")
         .limit(n)
         .select("offer_id", "vector")
-        .collect()
+        .toArrow()
     )
-    vecs = np.array([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), -1)
-    if with_ids:
-        return np.array([r["offer_id"] for r in rows], dtype=np.int64), vecs
-    return vecs
+    ids, vecs = arrow_vectors(table.to_batches())
+    return (ids, vecs) if with_ids else vecs
 
 
 def exact_neighbours(embeddings: DataFrame, query_ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -98,33 +122,25 @@ def write_shards(
     spark = embeddings.sparkSession
     bc = spark.sparkContext.broadcast(trained)
 
-    def build(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import faiss
-        import pandas as pd
+        import pyarrow as pa
         from pyspark import TaskContext
 
         faiss.omp_set_num_threads(max(1, threads))
-        frames_ = [f for f in frames if len(f)]
         ctx = TaskContext.get()
         part = ctx.partitionId() if ctx is not None else 0
-        ids = (
-            np.concatenate([f["offer_id"].to_numpy() for f in frames_]) if frames_ else np.zeros(0, np.int64)
-        )
-        vecs = (
-            np.stack(np.concatenate([f["vector"].to_numpy() for f in frames_]))
-            if frames_
-            else np.zeros((0, 1), np.float32)
-        )
+        ids, vecs = arrow_vectors(list(batches))
         data = sh.to_bytes(sh.build_shard(bc.value, vecs, ids))
         name = f"{prefix}-{part:05d}.faiss"
         storage.write_bytes_atomic(storage.join(index_uri, name), data)
-        yield pd.DataFrame({"file": [name], "count": [len(ids)], "sha256": [sh.checksum(data)]})
+        yield pa.RecordBatch.from_pydict({"file": [name], "count": [len(ids)], "sha256": [sh.checksum(data)]})
 
     fn: Any = build
     rows = (
         embeddings.select("offer_id", "vector")
         .repartition(shards, F.col("offer_id"))
-        .mapInPandas(fn, "file string, count bigint, sha256 string")
+        .mapInArrow(fn, "file string, count bigint, sha256 string")
         .collect()
     )
     bc.unpersist()
@@ -153,6 +169,33 @@ def load_shard(index_uri: str, entry: sh.ShardEntry, nprobe: int, k_factor: floa
     return index
 
 
+def write_tombstones(ids: DataFrame, index_uri: str, generation: int) -> str:
+    """Writes the superseded offer ids of a generation as parquet inside the index; returns its name."""
+    name = f"tombstones-{generation:03d}.parquet"
+    ids.select("offer_id").coalesce(1).write.mode("overwrite").parquet(
+        storage.to_uri(storage.join(index_uri, name))
+    )
+    return name
+
+
+def load_tombstones(index_uri: str, manifest: sh.Manifest) -> dict[str, frozenset[int]]:
+    """The superseded ids of every generation (read where the search runs, not on the driver)."""
+    import pyarrow.dataset as ds
+
+    out = {}
+    for gen, name in manifest.tombstones.items():
+        uri = storage.join(index_uri, name)
+        if storage.is_local(uri):
+            data = ds.dataset(storage.local_path(uri), format="parquet")
+        else:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(uri)
+            data = ds.dataset(path, format="parquet", filesystem=fs)
+        out[gen] = frozenset(data.to_table(columns=["offer_id"]).column("offer_id").to_numpy().tolist())
+    return out
+
+
 def search_neighbours(
     queries: DataFrame,
     manifest: sh.Manifest,
@@ -170,31 +213,28 @@ def search_neighbours(
     spark = queries.sparkSession
     bc = spark.sparkContext.broadcast(manifest.to_dict())
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import faiss
-        import pandas as pd
+        import pyarrow as pa
 
         faiss.omp_set_num_threads(max(1, threads))
-        frames_ = [f for f in frames if len(f)]
-        if not frames_:
+        ids, vecs = arrow_vectors(list(batches))
+        if len(ids) == 0:
             return
-        ids = np.concatenate([f["offer_id"].to_numpy() for f in frames_])
-        vecs = np.stack(np.concatenate([f["vector"].to_numpy() for f in frames_])).astype(np.float32)
         m = sh.Manifest.from_dict(bc.value)
-        shards = ((load_shard(index_uri, e, nprobe, k_factor), m.excluded_for(e)) for e in m.shards)
+        dead = load_tombstones(index_uri, m)
+        shards = ((load_shard(index_uri, e, nprobe, k_factor), m.excluded_for(e, dead)) for e in m.shards)
         d, i = sh.search_shards(shards, vecs, k, exclude=ids.reshape(-1, 1))
-        for lo in range(0, len(ids), 10000):
-            hi = lo + 10000
-            yield pd.DataFrame(
-                {
-                    "offer_id": ids[lo:hi],
-                    "neighbours": [row[row >= 0] for row in i[lo:hi]],
-                    "scores": [row[np.isfinite(row)] for row in d[lo:hi]],
-                }
+        for lo in range(0, len(ids), 50000):
+            dd, ii = d[lo : lo + 50000], i[lo : lo + 50000]
+            keep = ii >= 0
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(ids[lo : lo + 50000]), arrow_lists(ii, keep), arrow_lists(dd, keep)],
+                names=["offer_id", "neighbours", "scores"],
             )
 
     fn: Any = run
-    out = queries.select("offer_id", "vector").mapInPandas(fn, NEIGHBOURS_DDL)
+    out = queries.select("offer_id", "vector").mapInArrow(fn, NEIGHBOURS_DDL)
     return out
 
 
