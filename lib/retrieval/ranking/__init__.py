@@ -1,0 +1,1 @@
+"""Learning to rank: losses, features and the rankers of the search path."""
