@@ -13,6 +13,7 @@ embeddings (content only), item co-occurrence and popularity, for warm and for c
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ from retrieval.encoder.spark_eval import (
 from retrieval.evaluation import mrr, recall_at_k
 from retrieval.spark_tables import read_table, write_table
 
+log = logging.getLogger(__name__)
+
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root, t = cfg.paths.root, cfg.train
@@ -52,7 +55,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     version = content_version(
         {
             "encoder": enc.to_dict(),
-            "train": {k: v for k, v in dataclasses.asdict(t).items() if k not in ("resume", "log_every")},
+            "train": {k: v for k, v in dataclasses.asdict(t).items() if k not in ("resume", "log_every", "retries")},
             "examples": n_examples,
             "seed": cfg.seed,
         }
@@ -79,9 +82,24 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     if t.num_processes > 1:
         from pyspark.ml.torch.distributor import TorchDistributor
 
-        trained = TorchDistributor(
-            num_processes=t.num_processes, local_mode=t.local_mode, use_gpu=t.use_gpu
-        ).run(train_worker, args)
+        for attempt in range(t.retries + 1):
+            try:
+                trained = TorchDistributor(
+                    num_processes=t.num_processes, local_mode=t.local_mode, use_gpu=t.use_gpu
+                ).run(train_worker, args)
+                break
+            except (
+                RuntimeError
+            ) as e:  # a process died (a lost worker, a crash): go on from the last checkpoint
+                if attempt == t.retries:
+                    raise
+                log.warning(
+                    "training failed (%s); attempt %d of %d resumes from the last checkpoint",
+                    e,
+                    attempt + 2,
+                    t.retries + 1,
+                )
+                args = {**args, "resume": True}
     else:
         trained = train_worker(args)
     model = load(out_dir)

@@ -136,6 +136,9 @@ class TrainConfig:
     temperature: float = 0.05  # softmax temperature
     queue_size: int = 0  # cross-batch negatives: candidate embeddings of recent batches (0 = in-batch only)
     resume: bool = False  # continue from the last checkpoint of the same model version
+    retries: int = (
+        1  # when a training process dies, run again this many times, resuming from the last checkpoint
+    )
     threads: int = 1  # torch threads per process
     log_every: int = 50  # steps between progress lines (rank 0)
     eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR

@@ -63,20 +63,22 @@ class OfferTower(nn.Module):
         # Sparse gradients: a step touches a few thousand rows of tables with 10^5-10^6 rows, so the
         # embeddings get SparseAdam and only the MLP a dense optimizer (see make_optimizers).
         sp = cfg.sparse
-        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
-        self.id_proj = nn.Linear(e, cfg.dim, bias=False)
-        nn.init.normal_(self.offer.weight, std=0.05)
-        if not cfg.content:
+        if not cfg.content:  # id-only mode: the id embedding and its projection are the whole tower
             if not cfg.use_id:
                 raise ValueError("an id-only encoder (content=False) needs use_id=True")
+            self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
+            self.id_proj = nn.Linear(e, cfg.dim, bias=False)
+            nn.init.normal_(self.offer.weight, std=0.05)
             return
         self.words = nn.EmbeddingBag(v.words, e, mode="mean", padding_idx=0, sparse=sp)
         self.chars = nn.EmbeddingBag(v.chars, e, mode="mean", padding_idx=0, sparse=sp)
         self.category = nn.Embedding(v.categories, e, padding_idx=0, sparse=sp)
         self.price = nn.Embedding(v.prices, e, padding_idx=0, sparse=sp)
         self.seller = nn.Embedding(v.sellers, e, padding_idx=0, sparse=sp)
+        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
         self.mlp = nn.Sequential(nn.Linear(5 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
-        for emb in (self.words, self.chars, self.category, self.price, self.seller):
+        self.id_proj = nn.Linear(e, cfg.dim, bias=False)
+        for emb in (self.words, self.chars, self.category, self.price, self.seller, self.offer):
             nn.init.normal_(emb.weight, std=0.05)
 
     def forward(self, x: dict[str, torch.Tensor], use_id: torch.Tensor | None = None) -> torch.Tensor:
