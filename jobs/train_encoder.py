@@ -55,7 +55,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     version = content_version(
         {
             "encoder": enc.to_dict(),
-            "train": {k: v for k, v in dataclasses.asdict(t).items() if k not in ("resume", "log_every", "retries")},
+            "train": {
+                k: v for k, v in dataclasses.asdict(t).items() if k not in ("resume", "log_every", "retries")
+            },
             "examples": n_examples,
             "seed": cfg.seed,
         }
