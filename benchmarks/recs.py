@@ -55,7 +55,9 @@ def exact_top(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall10(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(found, truth, strict=True)]))
+    from retrieval.evaluation import recall_at_k
+
+    return recall_at_k(found, [set(b[:10].tolist()) for b in truth], 10)
 
 
 def run_case(

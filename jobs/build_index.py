@@ -25,28 +25,18 @@ from retrieval import storage, tables
 from retrieval.artifacts import content_version
 from retrieval.cli import job_main
 from retrieval.config import Config, ConfigError
+from retrieval.evaluation import recall_at_k
 from retrieval.index import shards as sh
 from retrieval.index.spark_index import (
+    current,
     exact_neighbours,
+    index_root,
     sample_vectors,
     search_neighbours,
     write_shards,
     write_tombstones,
 )
 from retrieval.spark_tables import TableError, read_table
-
-
-def index_root(root: str) -> str:
-    return storage.join(root, "index")
-
-
-def current(root: str) -> tuple[str, sh.Manifest]:
-    """(index uri, manifest) of the index that index/CURRENT names."""
-    pointer = storage.join(index_root(root), "CURRENT")
-    if not storage.exists(pointer):
-        raise TableError(f"no index under {index_root(root)}: it is written by the 'build_index' stage")
-    uri = storage.join(index_root(root), storage.read_text(pointer).strip())
-    return uri, sh.Manifest.from_dict(storage.read_json(storage.join(uri, sh.MANIFEST)))
 
 
 def _commit(root: str, uri: str, manifest: sh.Manifest, previous: str | None) -> None:
@@ -69,16 +59,13 @@ def recall_vs_exact(spark: Any, cfg: Config, embeddings: Any, uri: str, manifest
         [(int(i), v.tolist()) for i, v in zip(ids, vecs, strict=True)], "offer_id bigint, vector array<float>"
     ).coalesce(1)
     ann = {
-        r["offer_id"]: set(r["neighbours"])
+        r["offer_id"]: list(r["neighbours"])
         for r in search_neighbours(
             qdf, manifest, uri, 10, cfg.index.nprobe, cfg.index.k_factor, cfg.index.threads
         ).collect()
     }
-    hits = [
-        len(ann.get(int(i), set()) & set(row[row >= 0].tolist())) / max(1, int((row >= 0).sum()))
-        for i, row in zip(ids, exact, strict=True)
-    ]
-    return float(np.mean(hits))
+    ranked = np.array([(ann.get(int(i), []) + [-1] * 10)[:10] for i in ids])
+    return recall_at_k(ranked, [set(row[row >= 0].tolist()) for row in exact], 10)
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:

@@ -21,13 +21,12 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.build_index import current
 from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.encoder.spark_eval import cooccurrence_top_k, popularity_top_k, sample_queries
 from retrieval.evaluation import recall_at_k
-from retrieval.index.spark_index import product_keys, search_neighbours, to_recs
+from retrieval.index.spark_index import current, product_keys, search_neighbours, to_recs
 from retrieval.spark_tables import read_table, write_table
 
 # An incremental update looks for offers whose carousel a new offer enters among this many times

@@ -190,7 +190,7 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
     from retrieval.config import PairsConfig, SynthConfig
     from retrieval.encoder.model import embed
     from retrieval.encoder.train import in_memory_batches, log_q_of, train
-    from retrieval.evaluation import exact_top_k, recall_at_k
+    from retrieval.evaluation import exact_search, recall_at_k
     from retrieval.mining.pairs import mine_pairs
     from retrieval.synth.catalog import Catalog
     from retrieval.synth.offers import generate_offers
@@ -218,7 +218,7 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
     def recall10(model: OfferTower) -> float:
         v = embed(model, every)
         return recall_at_k(
-            exact_top_k(v[[row[q] for q in queries]], v, ids, 10, exclude=queries), targets, 10
+            exact_search(v[[row[q] for q in queries]], v, ids, 10, exclude=queries)[1], targets, 10
         )
 
     torch.manual_seed(0)
@@ -243,11 +243,11 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
 
 
 def test_exact_top_k_and_metrics_by_hand() -> None:
-    from retrieval.evaluation import exact_top_k, mrr, recall_at_k
+    from retrieval.evaluation import exact_search, mrr, recall_at_k
 
     xb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32)
     ids = np.array([10, 11, 12, 13])
-    top = exact_top_k(xb[:2], xb, ids, 3, exclude=np.array([10, 11]))
+    top = exact_search(xb[:2], xb, ids, 3, exclude=np.array([10, 11]))[1]
     assert top.tolist() == [[11, 13, 12], [10, 13, 12]]
     from retrieval.evaluation import exact_search
 

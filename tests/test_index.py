@@ -151,8 +151,8 @@ def _stage(spark: Any, cfg: Any, name: str) -> dict[str, Any]:
 
 @pytest.mark.spark
 def test_distributed_build_and_recs_equal_a_local_faiss_build(spark: Any, trained: dict[str, Any]) -> None:
-    from jobs.build_index import current
     from retrieval import storage, tables
+    from retrieval.index.spark_index import current
     from retrieval.spark_tables import read_table
 
     cfg = trained["cfg"]
@@ -210,8 +210,8 @@ def test_incremental_update_then_compaction_equals_a_full_rebuild(
     from pyspark.sql import functions as F
     from tests.conftest import make_config
 
-    from jobs.build_index import current
     from retrieval import storage, tables
+    from retrieval.index.spark_index import current
     from retrieval.spark_tables import read_table, write_table
 
     src = Path(trained["cfg"].paths.root)

@@ -47,18 +47,6 @@ def exact_search(
     return dist, out
 
 
-def exact_top_k(
-    xq: np.ndarray,
-    xb: np.ndarray,
-    ids: np.ndarray,
-    k: int,
-    exclude: np.ndarray | None = None,
-    block: int = 4096,
-) -> np.ndarray:
-    """The ids of :func:`exact_search`: [Q, k] (-1 padding)."""
-    return exact_search(xq, xb, ids, k, exclude, block)[1]
-
-
 def recall_at_k(ranked: np.ndarray, targets: Sequence[set[int]], k: int) -> float:
     hits = [len(set(row[:k].tolist()) & t) / len(t) for row, t in zip(ranked, targets, strict=True) if t]
     return float(np.mean(hits)) if hits else float("nan")

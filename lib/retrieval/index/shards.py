@@ -86,11 +86,21 @@ def set_search_params(index: Any, nprobe: int = 0, k_factor: float = 0.0) -> Non
         ps.set_index_parameter(index, "k_factor", k_factor)
 
 
-def search(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """faiss search, with -inf scores where faiss pads with id -1."""
+def search(
+    index: Any, queries: np.ndarray, k: int, assigned: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss search, with -inf scores where faiss pads with id -1.
+
+    ``assigned``: the queries' coarse assignment (D, I of the IVF quantizer, ``nprobe`` lists), to skip
+    assigning them again (IVF indices only).
+    """
     if index.ntotal == 0 or k == 0:
         return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
-    d, i = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if assigned is not None:
+        d, i = index.search_preassigned(queries, k, assigned[1], assigned[0])
+    else:
+        d, i = index.search(queries, k)
     d = np.where(i < 0, -np.inf, d).astype(np.float32)
     return d, i.astype(np.int64)
 
@@ -253,15 +263,11 @@ def search_shards(
     assigned: tuple[np.ndarray, np.ndarray] | None = None
     for index, superseded in shards:
         kk = min(k + extra + min(len(superseded), 4 * k), max(index.ntotal, 1))
-        if isinstance(index, faiss.IndexIVF) and index.ntotal:
+        ivf = isinstance(index, faiss.IndexIVF) and index.ntotal > 0
+        if ivf and assigned is None:
             # every shard shares the trained quantizer: assign the queries to lists once, not per shard
-            if assigned is None:
-                dq, iq = index.quantizer.search(queries, index.nprobe)
-                assigned = (dq, iq)
-            d, i = index.search_preassigned(queries, kk, assigned[1], assigned[0])
-            d, i = np.where(i < 0, -np.inf, d).astype(np.float32), i.astype(np.int64)
-        else:
-            d, i = search(index, queries, kk)
+            assigned = index.quantizer.search(queries, index.nprobe)
+        d, i = search(index, queries, kk, assigned if ivf else None)
         if superseded:
             dead = np.isin(i, np.fromiter(superseded, dtype=np.int64, count=len(superseded)))
             i = np.where(dead, -1, i)

@@ -15,6 +15,7 @@ import numpy as np
 from retrieval import storage
 from retrieval.index import shards as sh
 from retrieval.index.recs import carousel, product_key
+from retrieval.spark_tables import TableError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,6 +23,19 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 NEIGHBOURS_DDL = "offer_id bigint, neighbours array<bigint>, scores array<float>"
+
+
+def index_root(root: str) -> str:
+    return storage.join(root, "index")
+
+
+def current(root: str) -> tuple[str, sh.Manifest]:
+    """(index uri, manifest) of the index that index/CURRENT names."""
+    pointer = storage.join(index_root(root), "CURRENT")
+    if not storage.exists(pointer):
+        raise TableError(f"no index under {index_root(root)}: it is written by the 'build_index' stage")
+    uri = storage.join(index_root(root), storage.read_text(pointer).strip())
+    return uri, sh.Manifest.from_dict(storage.read_json(storage.join(uri, sh.MANIFEST)))
 
 
 def arrow_vectors(batches: Sequence[pa.RecordBatch]) -> tuple[np.ndarray, np.ndarray]:
