@@ -20,34 +20,20 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from retrieval import storage, tables
-from retrieval.artifacts import model_dir
+from retrieval.artifacts import encoder_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, ConfigError
 from retrieval.encoder.model import load
 from retrieval.encoder.spark_embed import broadcast_model, embed_offers
 from retrieval.encoder.spark_eval import warm_offers
-from retrieval.metrics import read_stage_metrics
-from retrieval.spark_tables import TableError, read_table, write_table
-
-
-def encoder_dir(cfg: Config) -> str:
-    """The encoder to use: ``embed.model``, else the one train_encoder's metrics name."""
-    if cfg.embed.model:
-        return cfg.embed.model
-    try:
-        version = read_stage_metrics(cfg.paths.root, "train_encoder")["training"]["model_version"]
-    except FileNotFoundError:
-        raise TableError(
-            f"no trained encoder under {cfg.paths.root}: run train_encoder first, or --set embed.model=<dir>"
-        ) from None
-    return model_dir(cfg.paths.root, "encoder", version)
+from retrieval.spark_tables import read_table, write_table
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root, e, r = cfg.paths.root, cfg.embed, cfg.recs
     if r.mode == "compact":
         return {"rows_out": 0, "offers_embedded": 0, "summary": ["recs.mode=compact: nothing to embed"]}
-    path = encoder_dir(cfg)
+    path = encoder_dir(cfg.paths.root, cfg.embed.model)
     model = load(storage.local_path(path))
     version = os.path.basename(path.rstrip("/"))
     offers = read_table(spark, root, tables.OFFERS)

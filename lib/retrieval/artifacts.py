@@ -28,3 +28,22 @@ def save_json_model(root: str, name: str, payload: dict[str, Any], filename: str
     uri = storage.join(model_dir(root, name, content_version(payload)), filename)
     storage.write_json_atomic(uri, payload)
     return uri
+
+
+def encoder_dir(root: str, explicit: str = "") -> str:
+    """The encoder a stage uses: ``explicit`` if given, else the one train_encoder's metrics name.
+
+    Raises:
+        FileNotFoundError: no encoder was trained under ``root``.
+    """
+    from retrieval.metrics import read_stage_metrics
+
+    if explicit:
+        return explicit
+    try:
+        version = read_stage_metrics(root, "train_encoder")["training"]["model_version"]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no trained encoder under {root}: run train_encoder first (or name a model directory)"
+        ) from None
+    return model_dir(root, "encoder", version)

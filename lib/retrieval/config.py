@@ -208,6 +208,60 @@ class SessionsConfig:
     k: int = 20  # P@k and MRR@k
 
 
+RANKING_LOSSES = ("ndcg_loss2pp", "neural_ndcg", "listnet", "ranknet")  # = ranking.losses.LOSSES (tested)
+
+
+@dataclass
+class RankerConfig:
+    """train_ranker: an XGBoost stage on Spark, then a DNN reranker of each listing's top rerank_k."""
+
+    stage: str = "all"  # all | xgb (features, XGBoost, slates) | dnn (reranker on the slates xgb wrote)
+    features: list[str] = field(
+        default_factory=lambda: [
+            "price",
+            "price_rank",
+            "price_z",
+            "pop_log",
+            "ctr_prior",
+            "buy_prior",
+            "bm25",
+            "token_overlap",
+            "category_share",
+            "listing_size",
+            "propensity",
+        ]
+    )  # listings columns the XGBoost stage uses (the DNN adds the XGBoost scores and the text)
+    train_queries: int = 20000  # training searches (with >= 1 click) sampled; 0 = all
+    eval_queries: int = 5000  # test searches sampled for the metrics; 0 = all
+    xgb_rounds: int = 200  # boosting rounds
+    xgb_depth: int = 6
+    xgb_eta: float = 0.1
+    xgb_pairs: int = 8  # lambdarank_num_pair_per_sample (top-k pair method)
+    xgb_workers: int = 2  # SparkXGBRanker num_workers (<= free task slots: a barrier stage)
+    rerank_k: int = 300  # the DNN reranks each listing's top N by the XGBoost score
+    text: bool = True  # query / title text vectors from the encoder's bags as DNN input
+    losses: list[str] = field(default_factory=lambda: ["ndcg_loss2pp", "neural_ndcg"])  # one DNN per loss
+    sinkhorn_iterations: int = 20  # neural_ndcg: Sinkhorn scaling steps (allRank: 50; cost ~ L^2 each)
+    dnn_kind: str = "mlp"  # mlp | attention (self-attention across the slate)
+    dnn_hidden: int = 128
+    dnn_epochs: int = 4
+    dnn_batch_size: int = 32  # slates per step and process
+    dnn_lr: float = 0.001
+    num_processes: int = 2  # TorchDistributor processes for the DNN (1 = in the driver)
+
+
+@dataclass
+class LtrConfig:
+    """eval_ltr: our rankers and LightGBM lambdarank on an LTR set in SVMlight files."""
+
+    train: str = ""  # SVMlight file (qid: fields, or a <file>.query side file)
+    test: str = ""
+    name: str = ""  # results in <results_dir>/<name>.json
+    results_dir: str = "benchmarks/results"
+    seeds: int = 5  # every method trained with this many seeds
+    bootstrap: int = 1000  # bootstrap rounds over test queries
+
+
 @dataclass
 class Config:
     seed: int = 20261125  # every random choice in every stage derives from this
@@ -224,6 +278,8 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     recs: RecsConfig = field(default_factory=RecsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    ltr: LtrConfig = field(default_factory=LtrConfig)
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:
@@ -363,6 +419,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"need 1 <= recs.k <= recs.candidates; got {r.k}, {r.candidates}")
     if cfg.index.shards < 1:
         raise ConfigError(f"index.shards must be >= 1; got {cfg.index.shards}")
+    rk = cfg.ranker
+    if rk.stage not in ("all", "xgb", "dnn"):
+        raise ConfigError(f"ranker.stage must be all, xgb or dnn; got {rk.stage!r}")
+    if rk.dnn_kind not in ("mlp", "attention"):
+        raise ConfigError(f"ranker.dnn_kind must be mlp or attention; got {rk.dnn_kind!r}")
+    unknown = [name for name in rk.losses if name not in RANKING_LOSSES]
+    if unknown or not rk.losses:
+        raise ConfigError(f"ranker.losses must name losses among {list(RANKING_LOSSES)}; got {rk.losses}")
+    if rk.rerank_k < 2 or rk.xgb_workers < 1 or rk.num_processes < 1:
+        raise ConfigError("need ranker.rerank_k >= 2, ranker.xgb_workers >= 1, ranker.num_processes >= 1")
 
 
 def to_yaml(cfg: Config) -> str:

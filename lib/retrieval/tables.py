@@ -142,6 +142,32 @@ ENCODER_EXAMPLES = Contract(
     extra_columns=True,
     producer="train_encoder",
 )
+# The ranker's slates: one listing per row, offers in first-stage (XGBoost) order (ranking.spark_ranker).
+_SLATE = (
+    "query_id string, qid bigint, split string, n int, offer_id array<bigint>, position array<int>, "
+    "label array<int>, grade array<int>?, x array<float>"
+)
+RANKER_TRAIN_SLATES = Contract(
+    "ranker/train_slates",
+    _c(_SLATE),
+    extra_columns=True,
+    producer="train_ranker (ranker.stage=xgb)",
+    description="training searches with a click, top ranker.rerank_k offers",
+)
+RANKER_TEST_SLATES = Contract(
+    "ranker/test_slates",
+    _c(_SLATE),
+    extra_columns=True,
+    producer="train_ranker (ranker.stage=xgb)",
+    description="sampled test searches, whole listings, with every first-stage score",
+)
+RANKER_TEST_SCORED = Contract(
+    "ranker/test_scored",
+    _c(_SLATE),
+    extra_columns=True,
+    producer="train_ranker (ranker.stage=dnn)",
+    description="test slates with each DNN's final scores (dnn_<loss>)",
+)
 # Ground truth of the synthetic marketplace: for grading stages, never read by training.
 TRUTH_OFFER_PRODUCT = Contract(
     "truth/offer_product",
@@ -171,6 +197,9 @@ CONTRACTS: dict[str, Contract] = {
         EMBEDDINGS,
         EMBEDDINGS_DELTA,
         RECS,
+        RANKER_TRAIN_SLATES,
+        RANKER_TEST_SLATES,
+        RANKER_TEST_SCORED,
         TRUTH_OFFER_PRODUCT,
         TRUTH_RELEVANCE,
         TRUTH_EXAMINATION,

@@ -45,6 +45,44 @@ def _checkpoints(model_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(model_dir, "checkpoints", "epoch-*.pt")))
 
 
+def save_checkpoint(
+    model_dir: str, epoch: int, model: Any, optimizers: list[Any], history: list[Any], args: dict[str, Any]
+) -> None:
+    """``checkpoints/epoch-NNNN.pt`` under ``model_dir``: model, optimizers, epoch, history, config."""
+    import torch
+
+    path = os.path.join(model_dir, "checkpoints", f"epoch-{epoch:04d}.pt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizers": [o.state_dict() for o in optimizers],
+        "epoch": epoch,
+        "history": json.dumps(history),
+        "config": json.dumps(args),
+    }
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)  # a crash mid-save leaves the previous checkpoint intact
+
+
+def resume_checkpoint(
+    model_dir: str, model: Any, optimizers: list[Any], device: str, rank: int
+) -> tuple[int, list[Any]]:
+    """Loads the last checkpoint into ``model`` and ``optimizers``: (first epoch to run, history so far);
+    (0, []) when there is none."""
+    import torch
+
+    done = _checkpoints(model_dir)
+    if not done:
+        return 0, []
+    state = torch.load(done[-1], map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    for opt, s in zip(optimizers, state["optimizers"], strict=True):
+        opt.load_state_dict(s)
+    if rank == 0:
+        log.info("resuming from %s (epoch %d done)", done[-1], int(state["epoch"]))
+    return int(state["epoch"]) + 1, json.loads(state["history"])
+
+
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of distributed training; returns a summary (identical on every rank)."""
     import torch
@@ -75,16 +113,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     feed = feed_cls(a.examples, a.batch_size, rank=rank, world=world, seed=a.seed)
     start = 0
     history: list[dict[str, float]] = []
-    done = _checkpoints(a.model_dir)
-    if a.resume and done:
-        state = torch.load(done[-1], map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        for opt, s in zip(optimizers, state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        start = int(state["epoch"]) + 1
-        history = json.loads(state["history"])
-        if rank == 0:
-            log.info("resuming from %s (epoch %d done)", done[-1], start - 1)
+    if a.resume:
+        start, history = resume_checkpoint(a.model_dir, model, optimizers, device, rank)
     queue = CandidateQueue(a.queue_size, enc.dim, device) if a.queue_size else None
     for epoch in range(start, a.epochs):
         t0, losses = time.perf_counter(), []
@@ -110,17 +140,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
             }
         )
         if rank == 0:
-            path = os.path.join(a.model_dir, "checkpoints", f"epoch-{epoch:04d}.pt")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            state = {
-                "model": model.state_dict(),
-                "optimizers": [o.state_dict() for o in optimizers],
-                "epoch": epoch,
-                "history": json.dumps(history),
-                "config": json.dumps(args),
-            }
-            torch.save(state, path + ".tmp")
-            os.replace(path + ".tmp", path)  # a crash mid-save leaves the previous checkpoint intact
+            save_checkpoint(a.model_dir, epoch, model, optimizers, history, args)
         if distributed:
             dist.barrier()
     if rank == 0:

@@ -1,4 +1,4 @@
-"""Training-example feeds for the encoder: parquet of (query offer, candidate offer) examples -> PairBatch.
+"""Training-example feeds: parquet rows -> training batches (the encoder's pairs, the reranker's slates).
 
 Two feeds behind one interface (``epoch(e)`` yields batches; ``steps`` batches per epoch on every rank):
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -74,24 +74,39 @@ def batch_from_table(table: pa.Table) -> PairBatch:
 
 
 def _rebatch(
-    tables: Iterator[pa.Table], batch_size: int, steps: int, rng: np.random.Generator | None, buffer_rows: int
-) -> Iterator[PairBatch]:
+    tables: Iterator[pa.Table],
+    batch_size: int,
+    steps: int,
+    rng: np.random.Generator | None,
+    buffer_rows: int,
+    to_batch: Callable[[pa.Table], Any] = batch_from_table,
+    bucket: Callable[[pa.Table], np.ndarray] | None = None,
+) -> Iterator[Any]:
     """Cuts a stream of tables into at most ``steps`` batches of ``batch_size`` rows.
 
     Rows are shuffled within a buffer of about ``buffer_rows`` (when ``rng`` is given); a buffer's
-    leftover rows join the next buffer.
+    leftover rows join the next buffer. ``bucket`` (rows -> a size per row, e.g. a slate's length)
+    groups rows of similar size into the same batch, batches then taken in random order: padded
+    batches cost what their longest row costs.
     """
     buf: list[pa.Table] = []
     rows = emitted = 0
 
-    def drain() -> Iterator[PairBatch]:
+    def drain() -> Iterator[Any]:
         nonlocal buf, rows, emitted
         table = pa.concat_tables(buf)
         if rng is not None:
             table = table.take(pa.array(rng.permutation(table.num_rows)))
         full = table.num_rows // batch_size
-        for i in range(min(full, steps - emitted)):
-            yield batch_from_table(table.slice(i * batch_size, batch_size))
+        order = np.arange(full)
+        if bucket is not None:
+            head = table.slice(0, full * batch_size)  # the leftover rows stay a random sample
+            by_size = np.argsort(bucket(head), kind="stable")
+            table = pa.concat_tables([head.take(pa.array(by_size)), table.slice(full * batch_size)])
+            if rng is not None:
+                order = rng.permutation(full)
+        for i in order[: steps - emitted]:
+            yield to_batch(table.slice(int(i) * batch_size, batch_size))
             emitted += 1
         rest = table.slice(full * batch_size)
         buf, rows = ([rest] if rest.num_rows else []), rest.num_rows
@@ -121,11 +136,15 @@ class _Feed:
         seed: int = 0,
         shuffle: bool = True,
         buffer_rows: int = 100_000,
+        to_batch: Callable[[pa.Table], Any] = batch_from_table,
+        bucket: Callable[[pa.Table], np.ndarray] | None = None,
     ) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in [0, world); got rank {rank} of {world}")
         self.path, self.batch_size, self.rank, self.world = path, batch_size, rank, world
         self.seed, self.shuffle, self.buffer_rows = seed, shuffle, buffer_rows
+        self.to_batch = to_batch  # rows -> a training batch (the encoder's PairBatch by default)
+        self.bucket = bucket  # rows -> sizes: batch rows of similar size together (see _rebatch)
 
     def _plan(self, per_rank: list[int], unit: str, path: str) -> None:
         if min(per_rank) == 0:
@@ -142,7 +161,7 @@ class _Feed:
     def _tables(self, epoch: int, rng: np.random.Generator | None) -> Iterator[pa.Table]:
         raise NotImplementedError
 
-    def epoch(self, epoch: int) -> Iterator[PairBatch]:
+    def epoch(self, epoch: int) -> Iterator[Any]:
         """The rank's batches of one epoch: exactly ``steps`` of them, or a RuntimeError."""
         rng = np.random.default_rng([self.seed, epoch, self.rank]) if self.shuffle else None
         read = 0
@@ -154,7 +173,9 @@ class _Feed:
                 yield t
 
         n = 0
-        for b in _rebatch(counted(), self.batch_size, self.steps, rng, self.buffer_rows):
+        for b in _rebatch(
+            counted(), self.batch_size, self.steps, rng, self.buffer_rows, self.to_batch, self.bucket
+        ):
             n += 1
             yield b
         if n != self.steps:

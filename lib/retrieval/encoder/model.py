@@ -219,3 +219,14 @@ def embed(
             mask = None if use_id is None else torch.as_tensor(use_id[lo : lo + batch_size], device=device)
             out.append(model(to_tensors(part, device), mask).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.dim), np.float32)
+
+
+def text_vectors(model: OfferTower, words: torch.Tensor, chars: torch.Tensor) -> torch.Tensor:
+    """The tower's text part alone: unit vectors of the word bag + the character n-gram bag, [B, embed_dim].
+
+    One space for any text (a title, a query): what the reranker compares query and title in.
+    """
+    if not model.cfg.content:
+        raise ValueError("an id-only encoder (content=False) has no text bags")
+    with torch.no_grad():
+        return F.normalize(model.words(words) + model.chars(chars), dim=1)

@@ -1,0 +1,254 @@
+"""train_ranker: learning to rank the search listings, an XGBoost stage then a DNN reranker.
+
+    ./submit.sh train_ranker [--set ranker.stage=all|xgb|dnn] [--set ranker.losses='[ndcg_loss2pp]']
+
+xgb: sampled training searches (with a click) and test searches from `listings`; two SparkXGBRanker
+models (rank:ndcg) on the listing features, one plain (`xgb`) and one with XGBoost's position-bias
+correction (`xgb_unbiased`, lambdarank_unbiased: the row order within a query is its position); their
+scores, the features and the encoder's text vectors of query and title go into slates (one listing per
+row) under ranker/. dnn: one reranker per loss in `ranker.losses` (`dnn_<loss>`), trained with
+TorchDistributor on the training slates' top `ranker.rerank_k` offers by the `xgb_unbiased` score, then
+scores the test slates on the executors. Metrics: nDCG@{5,10,30} and MRR of every method on the same
+test slates, against the logged labels and (synthetic data) the true grades; `production` is the
+logged order, `bm25` the BM25 score alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import time
+import uuid
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from retrieval import storage, tables
+from retrieval.artifacts import content_version, encoder_dir, model_dir
+from retrieval.cli import job_main
+from retrieval.config import Config
+from retrieval.ranking.spark_ranker import (
+    BASELINES,
+    FIRST_STAGE,
+    build_slates,
+    fit_xgb,
+    numeric,
+    sample_searches,
+    score_slates,
+    slate_metrics,
+    text_vectors,
+    with_qid,
+)
+from retrieval.spark_tables import exists, read_table, write_table
+
+log = logging.getLogger(__name__)
+ORDER = "xgb_unbiased"  # the first-stage score that orders slates and picks the DNN's top rerank_k
+
+
+def dnn_inputs(cfg: Config) -> list[str]:
+    """The DNN's numeric inputs: the XGBoost features and both XGBoost scores."""
+    return [*cfg.ranker.features, *FIRST_STAGE]
+
+
+def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
+    root, rk = cfg.paths.root, cfg.ranker
+    listings = read_table(spark, root, tables.LISTINGS)
+    truth_uri = tables.path(root, tables.TRUTH_RELEVANCE)
+    if exists(spark, truth_uri):
+        truth = read_table(spark, root, tables.TRUTH_RELEVANCE)
+        listings = listings.join(truth.withColumnRenamed("grade", "_g"), ["query_id", "offer_id"], "left")
+        listings = listings.withColumn("grade", F.col("_g").cast("int")).drop("_g")
+    else:
+        listings = listings.withColumn("grade", F.lit(None).cast("int"))
+    train_q = sample_searches(listings, "train", rk.train_queries, cfg.seed, clicked_only=True)
+    test_q = sample_searches(listings, "test", rk.eval_queries, cfg.seed, clicked_only=False)
+    rows = with_qid(numeric(listings.join(F.broadcast(train_q.union(test_q)), "query_id"), rk.features))
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    train = rows.where(F.col("split") == "train")
+    counts = {
+        r["split"]: (r["q"], r["n"])
+        for r in rows.groupBy("split")
+        .agg(F.countDistinct("query_id").alias("q"), F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    models, seconds = {}, {}
+    for name, unbiased in (("xgb", False), ("xgb_unbiased", True)):
+        t0 = time.perf_counter()
+        models[name] = fit_xgb(train, rk.features, name, unbiased, rk, cfg.seed)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        log.info("%s fitted in %.1f s", name, seconds[name])
+    version = content_version(
+        {"ranker": dataclasses.asdict(rk), "seed": cfg.seed, "train": counts.get("train")}
+    )
+    xgb_dir = model_dir(root, "ranker", version)
+    for name, m in models.items():
+        m.write().overwrite().save(storage.join(xgb_dir, name))
+    scored = rows
+    for m in models.values():
+        scored = m.transform(scored)
+    if rk.text:
+        from retrieval.encoder.model import load
+        from retrieval.encoder.spark_embed import broadcast_model
+
+        encoder = load(storage.local_path(encoder_dir(root)))
+        bc = broadcast_model(spark, encoder)
+        offers = read_table(spark, root, tables.OFFERS)
+        ids = rows.select("offer_id").distinct()
+        t_vec = text_vectors(
+            offers.join(ids, "offer_id").select("offer_id", "title"), "offer_id", "title", bc, 1
+        )
+        q_vec = text_vectors(
+            rows.select("query_id", "query_text").distinct(), "query_id", "query_text", bc, 1
+        )
+        scored = scored.join(t_vec.withColumnRenamed("vec", "t_vec"), "offer_id", "left").join(
+            q_vec.withColumnRenamed("vec", "q_vec"), "query_id", "left"
+        )
+        dim = encoder.cfg.embed_dim
+        zeros = F.array_repeat(F.lit(0.0).cast("float"), dim)
+        scored = scored.withColumn("t_vec", F.coalesce("t_vec", zeros)).withColumn(
+            "q_vec", F.coalesce("q_vec", zeros)
+        )
+    inputs = dnn_inputs(cfg)
+    score_cols = ["bm25", *FIRST_STAGE]
+    parts = max(4, 2 * rk.num_processes)
+    train_uri = write_table(
+        build_slates(
+            scored.where(F.col("split") == "train"), ORDER, inputs, rk.rerank_k, score_cols, rk.text
+        ).repartition(parts),
+        root,
+        tables.RANKER_TRAIN_SLATES,
+    )
+    test_uri = write_table(
+        build_slates(scored.where(F.col("split") == "test"), ORDER, inputs, 0, score_cols, rk.text),
+        root,
+        tables.RANKER_TEST_SLATES,
+    )
+    rows.unpersist()
+    return {
+        "searches": {s: int(q) for s, (q, _) in counts.items()},
+        "rows": {s: int(n) for s, (_, n) in counts.items()},
+        "xgb_seconds": seconds,
+        "xgb_model": xgb_dir,
+        "outputs": {
+            "ranker/train_slates": train_uri,
+            "ranker/test_slates": test_uri,
+            "xgboost models": xgb_dir,
+        },
+    }
+
+
+def _broadcast_reranker(spark: Any, model: Any) -> Any:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return spark.sparkContext.broadcast((uuid.uuid4().hex, buf.getvalue(), model.cfg.to_dict()))
+
+
+def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
+    from retrieval.ranking.distributed import RerankArgs, train_worker
+    from retrieval.ranking.dnn import RerankerConfig, feature_stats, load, slate_batch
+
+    root, rk, t = cfg.paths.root, cfg.ranker, cfg.train
+    train_slates = read_table(spark, root, tables.RANKER_TRAIN_SLATES)
+    test_slates = read_table(spark, root, tables.RANKER_TEST_SLATES)
+    text = "q_vec" in train_slates.columns
+    inputs = dnn_inputs(cfg)
+    sample = slate_batch(train_slates.limit(2000).toArrow(), len(inputs), 0)  # standardisation stats
+    if sample.x.shape[2] != len(inputs):
+        raise ValueError(
+            f"slates hold {sample.x.shape[2]} features, ranker.features + scores are {len(inputs)}"
+        )
+    mean, std = feature_stats(sample.x, sample.y)
+    dim = len(train_slates.select("q_vec").first()["q_vec"]) if text else 0
+    rcfg = RerankerConfig(features=inputs, text_dim=dim, kind=rk.dnn_kind, hidden=rk.dnn_hidden)
+    n_slates = train_slates.count()
+    slates_dir = storage.local_path(tables.path(root, tables.RANKER_TRAIN_SLATES))
+    trained: dict[str, Any] = {}
+    scored = test_slates
+    for loss in rk.losses:
+        version = content_version(
+            {
+                "reranker": rcfg.to_dict(),
+                "loss": loss,
+                "ranker": dataclasses.asdict(rk),
+                "slates": n_slates,
+                "seed": cfg.seed,
+            }
+        )
+        out_dir = storage.local_path(model_dir(root, "reranker", version))
+        args = dataclasses.asdict(
+            RerankArgs(
+                slates=slates_dir,
+                model_dir=out_dir,
+                reranker=rcfg.to_dict(),
+                mean=mean.tolist(),
+                std=std.tolist(),
+                loss=loss,
+                loss_args={"sinkhorn_iterations": rk.sinkhorn_iterations} if loss == "neural_ndcg" else {},
+                feed=t.feed,
+                epochs=rk.dnn_epochs,
+                batch_size=rk.dnn_batch_size,
+                lr=rk.dnn_lr,
+                seed=cfg.seed,
+                use_gpu=t.use_gpu,
+                threads=t.threads,
+            )
+        )
+        if rk.num_processes > 1:
+            from pyspark.ml.torch.distributor import TorchDistributor
+
+            result = TorchDistributor(
+                num_processes=rk.num_processes, local_mode=t.local_mode, use_gpu=t.use_gpu
+            ).run(train_worker, args)
+        else:
+            result = train_worker(args)
+        trained[f"dnn_{loss}"] = {**result, "model": out_dir}
+        bc = _broadcast_reranker(spark, load(out_dir))
+        scored = score_slates(scored, bc, f"dnn_{loss}", rk.rerank_k, 1)
+    uri = write_table(scored, root, tables.RANKER_TEST_SCORED)
+    return {"dnn": trained, "outputs": {"ranker/test_scored": uri}}
+
+
+def run(spark: Any, cfg: Config) -> dict[str, Any]:
+    root, rk = cfg.paths.root, cfg.ranker
+    result: dict[str, Any] = {"stage_run": rk.stage, "outputs": {}}
+    if rk.stage in ("all", "xgb"):
+        info = xgb_stage(spark, cfg)
+        result["outputs"].update(info.pop("outputs"))
+        result["xgb"] = info
+    methods = [*BASELINES, *FIRST_STAGE]
+    slates_table = tables.RANKER_TEST_SLATES
+    if rk.stage in ("all", "dnn"):
+        info = dnn_stage(spark, cfg)
+        result["outputs"].update(info.pop("outputs"))
+        result["dnn"] = info["dnn"]
+        methods += list(info["dnn"])
+        slates_table = tables.RANKER_TEST_SCORED
+    figures = slate_metrics(read_table(spark, root, slates_table), methods)
+    target = "truth" if "truth" in figures else "labels"
+    main, labels = figures[target], figures["labels"]
+    result.update(
+        {
+            "ndcg_at_10": main["ndcg_at_10"],
+            "ndcg_at_10_labels": labels["ndcg_at_10"],
+            "mrr": main["mrr"],
+            "against": "true grades" if target == "truth" else "logged labels",
+            "evaluation": figures,
+            "rows_out": int(main["slates"].get("production", 0)),
+        }
+    )
+    best = main["ndcg_at_10"]
+    result["summary"] = [
+        f"nDCG@10 against {result['against']} on {main['slates'].get('production', 0):,} test searches: "
+        + ", ".join(f"{m} {best[m]:.4f}" for m in methods),
+        "nDCG@10 against clicks/purchases: "
+        + ", ".join(f"{m} {labels['ndcg_at_10'][m]:.4f}" for m in methods),
+    ]
+    return result
+
+
+if __name__ == "__main__":
+    job_main("train_ranker", run, __doc__)

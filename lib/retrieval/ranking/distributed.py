@@ -1,0 +1,116 @@
+"""Distributed training of the DNN reranker: the function every TorchDistributor process runs.
+
+The same shape as the encoder's worker (``encoder.distributed``): plain torch + DDP (gloo on CPU,
+nccl on GPU), each rank reading its share of the slates through the encoder's feeds (Arrow or
+Petastorm; the same number of steps on every rank), a checkpoint per epoch on rank 0, ``resume``
+from the last one. No Spark inside, so it also runs under ``torchrun`` or in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RerankArgs:
+    slates: str  # parquet directory of training slates (spark_ranker.write_slates)
+    model_dir: str
+    reranker: dict[str, Any] = field(default_factory=dict)  # RerankerConfig.to_dict()
+    mean: list[float] = field(default_factory=list)  # feature standardisation (training slates)
+    std: list[float] = field(default_factory=list)
+    loss: str = "ndcg_loss2pp"
+    loss_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the loss
+    feed: str = "arrow"
+    epochs: int = 4
+    batch_size: int = 32  # slates per step and rank
+    lr: float = 0.001
+    seed: int = 0
+    resume: bool = False
+    use_gpu: bool = False
+    threads: int = 1
+    log_every: int = 100
+
+
+def train_worker(args: dict[str, Any]) -> dict[str, Any]:
+    """Runs one rank of reranker training; returns a summary (identical on every rank)."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from retrieval.encoder.distributed import resume_checkpoint, save_checkpoint
+    from retrieval.encoder.feed import ArrowFeed, PetastormFeed
+    from retrieval.ranking.dnn import Reranker, RerankerConfig, loss_value, save, slate_batch, to_tensors
+
+    a = RerankArgs(**args)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = a.use_gpu and torch.cuda.is_available()
+    device = f"cuda:{local_rank}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    torch.set_num_threads(max(1, a.threads))
+    torch.manual_seed(a.seed)
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    cfg = RerankerConfig.from_dict(a.reranker)
+    model = Reranker(cfg, np.asarray(a.mean), np.asarray(a.std)).to(device)
+    net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    n_feat, dim = len(cfg.features), cfg.text_dim
+    feed_cls = PetastormFeed if a.feed == "petastorm" else ArrowFeed
+    feed = feed_cls(
+        a.slates,
+        a.batch_size,
+        rank=rank,
+        world=world,
+        seed=a.seed,
+        buffer_rows=4096,
+        to_batch=lambda t: slate_batch(t, n_feat, dim),
+        bucket=lambda t: t.column("n").to_numpy(),  # a step costs what its longest slate costs (L^2)
+    )
+    start, history = resume_checkpoint(a.model_dir, model, [opt], device, rank) if a.resume else (0, [])
+    for epoch in range(start, a.epochs):
+        model.train()
+        t0, losses, offers = time.perf_counter(), [], 0
+        for step, batch in enumerate(feed.epoch(epoch)):
+            x, q, t, y, valid = to_tensors(batch, device)
+            loss = loss_value(a.loss, net(x, q, t, valid), y, **a.loss_args)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            offers += int(valid.sum())
+            if rank == 0 and a.log_every and step % a.log_every == 0:
+                log.info("%s epoch %d step %d/%d loss %.4f", a.loss, epoch, step, feed.steps, losses[-1])
+        totals = torch.tensor([sum(losses), float(len(losses)), float(offers)], dtype=torch.float64)
+        seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
+        if distributed:
+            dist.all_reduce(totals)
+            dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": round(float(totals[0] / max(totals[1], 1.0)), 6),
+                "steps": len(losses),
+                "slates_per_s": round(float(totals[1]) * a.batch_size / float(seconds[0]), 1),
+                "offers_per_s": round(float(totals[2]) / float(seconds[0]), 1),
+            }
+        )
+        if rank == 0:
+            save_checkpoint(a.model_dir, epoch, model, [opt], history, args)
+        if distributed:
+            dist.barrier()
+    if rank == 0:
+        save(model.cpu(), a.model_dir, {"loss": a.loss, "history": history})
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"history": history, "world": world, "feed": a.feed, "steps_per_epoch": feed.steps}
