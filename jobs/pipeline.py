@@ -21,6 +21,7 @@ from jobs import (
     mine_pairs,
     precompute_recs,
     train_encoder,
+    train_ranker,
 )
 from retrieval.cli import load_config, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
@@ -36,6 +37,7 @@ STAGES = [
     ("embed_offers", embed_offers.run),
     ("build_index", build_index.run),
     ("precompute_recs", precompute_recs.run),
+    ("train_ranker", train_ranker.run),
 ]
 
 

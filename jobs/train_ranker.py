@@ -149,13 +149,17 @@ def _broadcast_reranker(spark: Any, model: Any) -> Any:
 
 def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     from retrieval.ranking.distributed import RerankArgs, train_worker
-    from retrieval.ranking.dnn import RerankerConfig, feature_stats, load, slate_batch
+    from retrieval.ranking.dnn import RerankerConfig, feature_stats, load, loss_args, slate_batch
 
     root, rk, t = cfg.paths.root, cfg.ranker, cfg.train
     train_slates = read_table(spark, root, tables.RANKER_TRAIN_SLATES)
     test_slates = read_table(spark, root, tables.RANKER_TEST_SLATES)
     text = "q_vec" in train_slates.columns
     inputs = dnn_inputs(cfg)
+    if rk.dnn_ips and "propensity" not in inputs:
+        raise ValueError(
+            "ranker.dnn_ips needs `propensity` among ranker.features (or --set ranker.dnn_ips=false)"
+        )
     sample = slate_batch(train_slates.limit(2000).toArrow(), len(inputs), 0)  # standardisation stats
     if sample.x.shape[2] != len(inputs):
         raise ValueError(
@@ -187,7 +191,8 @@ def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
                 mean=mean.tolist(),
                 std=std.tolist(),
                 loss=loss,
-                loss_args={"sinkhorn_iterations": rk.sinkhorn_iterations} if loss == "neural_ndcg" else {},
+                loss_args=loss_args(rk, loss),
+                ips_feature=inputs.index("propensity") if rk.dnn_ips else -1,
                 feed=t.feed,
                 epochs=rk.dnn_epochs,
                 batch_size=rk.dnn_batch_size,
@@ -241,6 +246,11 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         }
     )
     best = main["ndcg_at_10"]
+    result["position_bias_correction"] = {
+        "xgb_unbiased_minus_xgb": round(best["xgb_unbiased"] - best["xgb"], 4),
+        "dnn_ips": rk.dnn_ips,
+        "against": result["against"],
+    }
     result["summary"] = [
         f"nDCG@10 against {result['against']} on {main['slates'].get('production', 0):,} test searches: "
         + ", ".join(f"{m} {best[m]:.4f}" for m in methods),

@@ -172,7 +172,8 @@ def test_spark_listing_features_equal_the_pure_ones(spark: Any) -> None:
             for key, value in expected.items():
                 assert row[key] == pytest.approx(value), (qid, oid, key)
     assert got[("q1", 3)]["label"] == 3 and got[("q1", 1)]["label"] == 0
-    # priors leave a training row's own outcome out; test rows see the training counts
+    # a training row's priors count the other folds only (s1 is alone: the global rate); test rows
+    # see every training count
     mu_c = 1 / sum(model.examination)  # one click over the expected examinations of q1
     assert got[("q1", 3)]["ctr_prior"] == pytest.approx((0 + 20 * mu_c) / (0 + 20))
     assert got[("q2", 5)]["ctr_prior"] == pytest.approx((0 + 20 * mu_c) / (model.examination[4] + 20))

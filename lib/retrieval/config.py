@@ -105,6 +105,7 @@ class ListingsConfig:
     propensity_max_rows: int = (
         5_000_000  # (query, offer, position) cells the EM fits on the driver (sampled above)
     )
+    prior_folds: int = 5  # training rows' priors count the other folds only (out-of-fold, no label leak)
     prior_smoothing: float = 20.0  # pseudo-impressions of the global rate in the CTR / purchase-rate priors
     bm25_k1: float = 1.2  # BM25 term-frequency saturation
     bm25_b: float = 0.75  # BM25 length normalisation
@@ -242,9 +243,15 @@ class RankerConfig:
     text: bool = True  # query / title text vectors from the encoder's bags as DNN input
     losses: list[str] = field(default_factory=lambda: ["ndcg_loss2pp", "neural_ndcg"])  # one DNN per loss
     sinkhorn_iterations: int = 20  # neural_ndcg: Sinkhorn scaling steps (allRank: 50; cost ~ L^2 each)
+    neural_ndcg_k: int = (
+        10  # neural_ndcg: NeuralNDCG@k, the cutoff of the metric it stands for (0 = whole list)
+    )
+    dnn_ips: bool = (
+        True  # DNN: inverse-propensity gains from the `propensity` feature (position-bias correction)
+    )
     dnn_kind: str = "mlp"  # mlp | attention (self-attention across the slate)
     dnn_hidden: int = 128
-    dnn_epochs: int = 4
+    dnn_epochs: int = 2
     dnn_batch_size: int = 32  # slates per step and process
     dnn_lr: float = 0.001
     num_processes: int = 2  # TorchDistributor processes for the DNN (1 = in the driver)
@@ -260,6 +267,8 @@ class LtrConfig:
     results_dir: str = "benchmarks/results"
     seeds: int = 5  # every method trained with this many seeds
     bootstrap: int = 1000  # bootstrap rounds over test queries
+    dnn_epochs: int = 40  # the DNN's passes over the (small) training set
+    dnn_batch_size: int = 16  # queries per step
 
 
 @dataclass
@@ -419,6 +428,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"need 1 <= recs.k <= recs.candidates; got {r.k}, {r.candidates}")
     if cfg.index.shards < 1:
         raise ConfigError(f"index.shards must be >= 1; got {cfg.index.shards}")
+    if cfg.listings.prior_folds < 2:
+        raise ConfigError(f"listings.prior_folds must be >= 2; got {cfg.listings.prior_folds}")
     rk = cfg.ranker
     if rk.stage not in ("all", "xgb", "dnn"):
         raise ConfigError(f"ranker.stage must be all, xgb or dnn; got {rk.stage!r}")

@@ -26,6 +26,8 @@ class RerankArgs:
     std: list[float] = field(default_factory=list)
     loss: str = "ndcg_loss2pp"
     loss_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the loss
+    ips_feature: int = -1  # index of the propensity among the features: inverse-propensity gains; -1 = off
+    ips_clip: float = 0.1  # propensities below this count as this (bounds the weights' variance)
     feed: str = "arrow"
     epochs: int = 4
     batch_size: int = 32  # slates per step and rank
@@ -35,6 +37,20 @@ class RerankArgs:
     use_gpu: bool = False
     threads: int = 1
     log_every: int = 100
+
+
+def ips_labels(y: Any, propensity: Any, clip: float) -> Any:
+    """Graded labels whose gains are divided by the examination propensity: 2^y' - 1 = (2^y - 1) / p.
+
+    Under the position-based click model a click's expected gain is p x the relevance's gain, so this
+    is the inverse-propensity-scored (unbiased) gain of every loss built on 2^y - 1 (NDCGLoss2++,
+    NeuralNDCG); padding (-1) stays padding.
+    """
+    import torch
+
+    p = propensity.clamp(min=clip)
+    y_ips = torch.log2(1.0 + (torch.pow(2.0, y.clamp(min=0).float()) - 1.0) / p)
+    return torch.where(y >= 0, y_ips, y.float())
 
 
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +98,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         t0, losses, offers = time.perf_counter(), [], 0
         for step, batch in enumerate(feed.epoch(epoch)):
             x, q, t, y, valid = to_tensors(batch, device)
-            loss = loss_value(a.loss, net(x, q, t, valid), y, **a.loss_args)
+            target = ips_labels(y, x[..., a.ips_feature], a.ips_clip) if a.ips_feature >= 0 else y
+            loss = loss_value(a.loss, net(x, q, t, valid), target, **a.loss_args)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -205,3 +205,10 @@ def loss_value(name: str, scores: torch.Tensor, y: torch.Tensor, **kw: Any) -> t
     if name not in LOSSES:
         raise ValueError(f"unknown ranking loss {name!r}; choose one of {sorted(LOSSES)}")
     return LOSSES[name](scores, y, **kw)
+
+
+def loss_args(ranker: Any, loss: str) -> dict[str, Any]:
+    """Keyword arguments of a loss from the ``ranker`` config section (NeuralNDCG's cutoff, Sinkhorn steps)."""
+    if loss == "neural_ndcg":
+        return {"sinkhorn_iterations": ranker.sinkhorn_iterations, "k": ranker.neural_ndcg_k or None}
+    return {}
