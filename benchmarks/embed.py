@@ -40,16 +40,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from pyspark.sql import functions as F
 
-    from jobs.embed_offers import encoder_dir
     from retrieval import config as config_mod
     from retrieval import storage, tables
+    from retrieval.artifacts import encoder_dir
     from retrieval.encoder.model import load
     from retrieval.encoder.spark_embed import OFFER_CONTENT, broadcast_model, embed_frame, embed_offers
     from retrieval.spark import get_spark
     from retrieval.spark_tables import read_table
 
     cfg = config_mod.load(None, [f"paths.root={a.root}", f"spark.master=local[{a.threads}]"])
-    path = encoder_dir(cfg)
+    path = encoder_dir(cfg.paths.root, cfg.embed.model)
     model = load(storage.local_path(path))
     offers_path = storage.local_path(tables.path(a.root, tables.OFFERS))
     spark = get_spark(cfg, "bench-embed")

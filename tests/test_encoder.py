@@ -259,3 +259,26 @@ def test_exact_top_k_and_metrics_by_hand() -> None:
     )
     assert recall_at_k(top, [{13, 12}, {99}], 2) == pytest.approx(0.25)  # 0.5 and 0 averaged
     assert mrr(top, [{13}, {12}]) == pytest.approx((1 / 2 + 1 / 3) / 2)
+
+
+def test_dense_embeddings_train_with_adamw() -> None:
+    """The GPU path (sparse=False: nccl has no sparse all-reduce) must not hand dense gradients to
+    SparseAdam (found on a CUDA run: it raised at the first step)."""
+    import torch
+
+    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
+
+    for sparse in (True, False):
+        model = OfferTower(EncoderConfig(sparse=sparse))
+        opts = make_optimizers(model, 0.01)
+        kinds = [type(o).__name__ for o in opts]
+        assert kinds == (["SparseAdam", "AdamW"] if sparse else ["AdamW"])
+        n = sum(len(g["params"]) for o in opts for g in o.param_groups)
+        assert n == len(list(model.parameters()))
+        x = {
+            k: torch.randint(1, 50, (4, 3)) if k in ("words", "chars") else torch.randint(1, 50, (4,))
+            for k in ("words", "chars", "category", "price", "seller", "offer")
+        }
+        model(x).sum().backward()
+        for o in opts:
+            o.step()

@@ -53,7 +53,9 @@ def test_slates_hold_whole_listings_and_the_dnn_runs_alone(
     shown = listings.where(listings.query_id == row["query_id"]).count()
     assert row["n"] == shown == len(row["offer_id"]) == len(row["dnn_ndcg_loss2pp"])
     assert sorted(row["position"]) == list(range(1, shown + 1))
-    cfg = make_config(root, "ranker.stage=dnn", "ranker.losses=[listnet]")
+    cfg = make_config(root, "ranker.stage=dnn", "ranker.losses=[listnet]", "ranker.ablate_ips=true")
     again = run_stage(spark, cfg, "train_ranker", train_ranker.run, TEST_CONFIG)
-    assert set(again["ndcg_at_10"]) == {"production", "bm25", "xgb", "xgb_unbiased", "dnn_listnet"}
+    methods = {"production", "bm25", "xgb", "xgb_unbiased", "dnn_listnet", "dnn_listnet_no_ips"}
+    assert set(again["ndcg_at_10"]) == methods
+    assert "dnn_listnet_minus_no_ips" in again["position_bias_correction"]
     assert again["ndcg_at_10"]["xgb"] == ranked["ndcg_at_10"]["xgb"]

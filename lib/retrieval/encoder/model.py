@@ -110,13 +110,23 @@ class OfferTower(nn.Module):
 
 
 def make_optimizers(model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
-    """SparseAdam for the (sparse) embedding tables, AdamW for the dense layers."""
+    """SparseAdam for the embedding tables that have sparse gradients, AdamW for everything else.
+
+    Dense embeddings (``EncoderConfig.sparse=False``, what the GPU / nccl path uses) go to AdamW:
+    SparseAdam refuses dense gradients.
+    """
     sparse = [
-        p for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for p in m.parameters()
+        p
+        for m in model.modules()
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse
+        for p in m.parameters()
     ]
     sparse_ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if id(p) not in sparse_ids]
-    return [torch.optim.SparseAdam(sparse, lr=lr), torch.optim.AdamW(dense, lr=lr, weight_decay=1e-5)]
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=1e-5)]
+    if sparse:
+        optimizers.insert(0, torch.optim.SparseAdam(sparse, lr=lr))
+    return optimizers
 
 
 def pool_sessions(item_vectors: torch.Tensor, lengths: torch.Tensor, decay: float) -> torch.Tensor:

@@ -20,14 +20,16 @@ consecutive, padded to the batch's longest slate here, labels padded with -1 (th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 from torch import nn
 
 from retrieval.ranking.losses import PAD
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass

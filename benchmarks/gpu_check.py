@@ -1,0 +1,122 @@
+"""GPU check of the pure torch training code (no Spark, no pyarrow): run where CUDA is, e.g. the lent GPU.
+
+    python benchmarks/gpu_check.py [--steps 40]
+
+Trains for a few steps on random data of the pipeline's shapes and prints examples/s on CPU and on
+CUDA (when present), side by side: the DNN reranker (13 features + 64-d text vectors, slates of 120
+and 300 offers, NDCGLoss2++ and NeuralNDCG@10, MLP and self-attention) and the two-tower encoder
+(batch 1024 pairs, sampled softmax, dense embeddings on CUDA as train_encoder uses with nccl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+
+
+def rerank_rate(device: str, kind: str, loss: str, length: int, steps: int) -> float:
+    import numpy as np
+    import torch
+
+    from retrieval.ranking.dnn import Reranker, RerankerConfig, loss_value
+
+    torch.manual_seed(0)
+    b, f, d = 32, 13, 64
+    cfg = RerankerConfig(features=[f"f{i}" for i in range(f)], text_dim=d, kind=kind)
+    model = Reranker(cfg, np.zeros(f), np.ones(f)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(b, length, f, device=device)
+    q, t = torch.randn(b, d, device=device), torch.randn(b, length, d, device=device)
+    y = torch.randint(0, 3, (b, length), device=device)
+    valid = torch.ones(b, length, dtype=torch.bool, device=device)
+    kw = {"k": 10, "sinkhorn_iterations": 20} if loss == "neural_ndcg" else {}
+    for i in range(steps + 3):
+        if i == 3:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        out = loss_value(loss, model(x, q, t, valid), y, **kw)
+        opt.zero_grad()
+        out.backward()
+        opt.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * b * length / (time.perf_counter() - t0)
+
+
+def encoder_rate(device: str, steps: int) -> float:
+    import numpy as np
+    import torch
+
+    from retrieval.encoder.features import OfferFeatures
+    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
+    from retrieval.encoder.train import PairBatch, train_step
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(sparse=not device.startswith("cuda"))
+    model = OfferTower(cfg).to(device)
+    opts = make_optimizers(model, 0.01)
+    rng = np.random.default_rng(0)
+    bsz, v = 1024, cfg.vocab
+
+    def side() -> OfferFeatures:
+        return OfferFeatures(
+            rng.integers(1, v.words, (bsz, v.max_words)),
+            rng.integers(1, v.chars, (bsz, v.max_chars)),
+            rng.integers(1, v.categories, bsz),
+            rng.integers(1, v.prices, bsz),
+            rng.integers(1, v.sellers, bsz),
+            rng.integers(1, v.ids, bsz),
+        )
+
+    batch = PairBatch(side(), side(), np.arange(bsz), np.arange(bsz) + bsz, np.zeros(bsz, np.float32))
+    model.train()
+    for i in range(steps + 3):
+        if i == 3:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        train_step(model, opts, batch, 0.05, device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * bsz / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--cpu-steps", type=int, default=5)
+    a = p.parse_args()
+    devices = ["cpu"] + (["cuda:0"] if torch.cuda.is_available() else [])
+    out: dict[str, object] = {
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+    }
+    print(json.dumps(out))
+    for dev in devices:
+        steps = a.steps if dev != "cpu" else a.cpu_steps
+        rate = encoder_rate(dev, steps)
+        out[f"encoder_examples_per_s@{dev}"] = round(rate)
+        print(f"encoder  {dev:<7} {rate:>12,.0f} pairs/s", flush=True)
+        for kind in ("mlp", "attention"):
+            for loss in ("ndcg_loss2pp", "neural_ndcg"):
+                for length in (120, 300):
+                    rate = rerank_rate(dev, kind, loss, length, steps)
+                    out[f"reranker_{kind}_{loss}_L{length}_offers_per_s@{dev}"] = round(rate)
+                    print(
+                        f"reranker {dev:<7} {kind:<9} {loss:<12} L={length:<3} {rate:>12,.0f} offers/s",
+                        flush=True,
+                    )
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
