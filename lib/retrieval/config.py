@@ -246,9 +246,8 @@ class RankerConfig:
     neural_ndcg_k: int = (
         10  # neural_ndcg: NeuralNDCG@k, the cutoff of the metric it stands for (0 = whole list)
     )
-    dnn_ips: bool = (
-        True  # DNN: inverse-propensity gains from the `propensity` feature (position-bias correction)
-    )
+    dnn_ips: bool = True  # DNN: inverse-propensity gains from `propensity` (position-bias correction)
+    ablate_ips: bool = True  # also the first loss's DNN without them (dnn_<loss>_no_ips): what they buy
     dnn_kind: str = "mlp"  # mlp | attention (self-attention across the slate)
     dnn_hidden: int = 128
     dnn_epochs: int = 2
