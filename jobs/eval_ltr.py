@@ -90,7 +90,9 @@ def write_slates(data: RankData, path: str) -> None:
     pq.write_table(pa.table(rows), os.path.join(path, "part-0.parquet"))
 
 
-def dnn_scores(cfg: Config, loss: str, train: RankData, test: RankData, seed: int, work: str) -> np.ndarray:
+def dnn_scores(
+    cfg: Config, loss: str, train: RankData, test: RankData, seed: int, work: str, epochs: int
+) -> np.ndarray:
     from retrieval.ranking.distributed import RerankArgs, train_worker
     from retrieval.ranking.dnn import (
         Reranker,
@@ -103,7 +105,7 @@ def dnn_scores(cfg: Config, loss: str, train: RankData, test: RankData, seed: in
     )
 
     rk = cfg.ranker
-    slates = os.path.join(work, "train_slates")
+    slates = os.path.join(work, f"slates-{len(train.y)}")  # one per training set (full, or a part)
     if not os.path.exists(slates):
         write_slates(train, slates)
     n_feat = train.x.shape[1]
@@ -112,7 +114,7 @@ def dnn_scores(cfg: Config, loss: str, train: RankData, test: RankData, seed: in
     x_pad[y_pad != -1] = train.x
     mean, std = feature_stats(x_pad, y_pad)
     rcfg = RerankerConfig(features=[f"f{i}" for i in range(n_feat)], kind=rk.dnn_kind, hidden=rk.dnn_hidden)
-    out = os.path.join(work, f"{loss}-{seed}")
+    out = os.path.join(work, f"{loss}-{seed}-{epochs}-{len(train.y)}")
     train_worker(
         dataclasses.asdict(
             RerankArgs(
@@ -123,7 +125,7 @@ def dnn_scores(cfg: Config, loss: str, train: RankData, test: RankData, seed: in
                 std=std.tolist(),
                 loss=loss,
                 loss_args=loss_args(rk, loss),
-                epochs=cfg.ltr.dnn_epochs,
+                epochs=epochs,
                 batch_size=cfg.ltr.dnn_batch_size,
                 lr=rk.dnn_lr,
                 seed=seed,
@@ -142,6 +144,28 @@ def dnn_scores(cfg: Config, loss: str, train: RankData, test: RankData, seed: in
     return score(model, b)[y_test != -1]
 
 
+def split_queries(data: RankData, share: float, seed: int) -> tuple[RankData, RankData]:
+    """(train part, validation part): whole queries, about ``share`` of them held out, seeded."""
+    qids = np.unique(data.qid)
+    held = set(
+        np.random.default_rng(seed).choice(qids, max(1, int(len(qids) * share)), replace=False).tolist()
+    )
+    mask = np.array([q in held for q in data.qid])
+    part = lambda m: RankData(data.x[m], data.y[m], data.qid[m])  # noqa: E731
+    return part(~mask), part(mask)
+
+
+def choose_epochs(cfg: Config, loss: str, train: RankData, work: str) -> dict[str, Any]:
+    """The DNN's epochs, picked on a validation split of the *training* file (the test file never is)."""
+    fit, valid = split_queries(train, cfg.ltr.valid_share, cfg.seed)
+    scores = {
+        e: M.mean(per_query_ndcg(dnn_scores(cfg, loss, fit, valid, 0, work, e), valid)[10])
+        for e in cfg.ltr.dnn_epochs
+    }
+    best = max(scores, key=lambda e: scores[e])
+    return {"epochs": best, "validation_ndcg_at_10": {str(e): round(v, 4) for e, v in scores.items()}}
+
+
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     c = cfg.ltr
     if not (c.train and c.test and c.name):
@@ -152,8 +176,19 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "lightgbm_lambdarank": lambda seed, _: lightgbm_scores(train, test, seed),
         "xgb": lambda seed, _: xgb_scores(spark, cfg, train, test, seed),
     }
+    chosen: dict[str, dict[str, Any]] = {}
+
+    def dnn(loss: str) -> Callable[[int, str], np.ndarray]:
+        def fit(seed: int, work: str) -> np.ndarray:
+            if loss not in chosen:
+                chosen[loss] = choose_epochs(cfg, loss, train, work)
+                log.info("dnn_%s: %s", loss, chosen[loss])
+            return dnn_scores(cfg, loss, train, test, seed, work, chosen[loss]["epochs"])
+
+        return fit
+
     for loss in cfg.ranker.losses:
-        methods[f"dnn_{loss}"] = lambda seed, work, loss=loss: dnn_scores(cfg, loss, train, test, seed, work)
+        methods[f"dnn_{loss}"] = dnn(loss)
     per_seed: dict[str, list[dict[int, np.ndarray]]] = {m: [] for m in methods}
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="eval_ltr-") as work:
@@ -200,7 +235,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             "lightgbm_lambdarank": "LGBMRanker(objective='lambdarank'), default parameters",
             "xgb": f"SparkXGBRanker rank:ndcg, {cfg.ranker.xgb_rounds} rounds, depth {cfg.ranker.xgb_depth}, "
             f"eta {cfg.ranker.xgb_eta} (train_ranker's stage)",
-            "dnn": f"{cfg.ranker.dnn_kind} reranker over the standardised features, {cfg.ltr.dnn_epochs} epochs",
+            "dnn": f"{cfg.ranker.dnn_kind} reranker over the standardised features; epochs chosen among "
+            f"{cfg.ltr.dnn_epochs} on {cfg.ltr.valid_share:.0%} of the training queries held out",
+            "dnn_epochs": chosen,
             "excluded": "test queries without a relevant document are left out of every mean",
         },
     }

@@ -262,8 +262,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         + ", ".join(f"{m} {best[m]:.4f}" for m in methods),
         "nDCG@10 against clicks/purchases: "
         + ", ".join(f"{m} {labels['ndcg_at_10'][m]:.4f}" for m in methods),
-        "position-bias correction (nDCG@10 gained): "
-        + ", ".join(f"{k} {v:+.4f}" for k, v in bias.items()),
+        "position-bias correction (nDCG@10 gained): " + ", ".join(f"{k} {v:+.4f}" for k, v in bias.items()),
     ]
     return result
 

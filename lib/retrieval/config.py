@@ -266,7 +266,8 @@ class LtrConfig:
     results_dir: str = "benchmarks/results"
     seeds: int = 5  # every method trained with this many seeds
     bootstrap: int = 1000  # bootstrap rounds over test queries
-    dnn_epochs: int = 40  # the DNN's passes over the (small) training set
+    dnn_epochs: list[int] = field(default_factory=lambda: [10, 20, 40])  # chosen on a validation split
+    valid_share: float = 0.2  # training queries held out to choose the DNN's epochs
     dnn_batch_size: int = 16  # queries per step
 
 
