@@ -115,7 +115,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(float(totals[0] / max(totals[1], 1.0)), 6),
+                "loss": round(float(totals[0]) / max(float(totals[1]), 1.0), 6),
                 "steps": len(losses),
                 "slates_per_s": round(float(totals[1]) * a.batch_size / float(seconds[0]), 1),
                 "offers_per_s": round(float(totals[2]) / float(seconds[0]), 1),

@@ -137,7 +137,8 @@ class Reranker(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def inputs(self, x: torch.Tensor, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        z = (x - self.mean) / self.std
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        z = (x - mean) / std
         if not self.cfg.text_dim:
             return z
         qt = q[:, None, :] * t  # [B, L, D]

@@ -25,7 +25,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark import Broadcast
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 # Methods scored on every test slate, besides the DNNs: the logged order and a BM25-only order.
 BASELINES = ("production", "bm25")
@@ -193,6 +193,7 @@ def build_slates(
     g = rows.groupBy("query_id", "qid", "split").agg(*agg)
     if k:
         g = g.withColumn("_i", F.slice("_i", 1, k))
+    text_cols: list[Column | str] = [F.flatten(F.col("_i.t_vec")).alias("t_vec"), "q_vec"] if text else []
     out = g.select(
         "query_id",
         "qid",
@@ -204,7 +205,7 @@ def build_slates(
         F.col("_i.grade").alias("grade"),
         *[F.col(f"_i.s_{s}").alias(s) for s in scores],
         F.flatten(F.col("_i.x")).alias("x"),
-        *([F.flatten(F.col("_i.t_vec")).alias("t_vec"), "q_vec"] if text else []),
+        *text_cols,
     )
     return out
 
