@@ -24,7 +24,9 @@ def write_set(path: Path, queries: int, seed: int) -> None:
         ys.append(np.digitize(score, [1.2, 1.8, 2.4]))
         xs.append(x)
         qs.append(np.full(n, q + 1))
-    dump_svmlight_file(np.vstack(xs), np.concatenate(ys), str(path), query_id=np.concatenate(qs), zero_based=False)
+    dump_svmlight_file(
+        np.vstack(xs), np.concatenate(ys), str(path), query_id=np.concatenate(qs), zero_based=False
+    )
 
 
 @pytest.mark.slow
