@@ -114,9 +114,9 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     score_cols = ["bm25", *FIRST_STAGE]
     parts = max(4, 2 * rk.num_processes)
     train_uri = write_table(
-        build_slates(
-            scored.where(F.col("split") == "train"), ORDER, inputs, rk.rerank_k, score_cols, rk.text
-        ).repartition(parts),
+        build_slates(scored.where(F.col("split") == "train"), ORDER, inputs, rk.rerank_k, score_cols, rk.text)
+        .repartition(parts, "qid")
+        .sortWithinPartitions("qid"),  # the same files, rows and order on every run (the feed is seeded)
         root,
         tables.RANKER_TRAIN_SLATES,
     )

@@ -40,7 +40,8 @@ def with_qid(df: DataFrame) -> DataFrame:
     and 32-bit hashes collide at 10^5 searches, merging two listings into one group).
     """
     spark = df.sparkSession
-    ids = df.select("query_id").distinct().rdd.map(lambda r: r[0]).zipWithIndex()
+    # sorted first, so the same searches get the same qids on every run (and land in the same partitions)
+    ids = df.select("query_id").distinct().orderBy("query_id").rdd.map(lambda r: r[0]).zipWithIndex()
     return df.join(spark.createDataFrame(ids, "query_id string, qid bigint"), "query_id")
 
 
