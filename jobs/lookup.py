@@ -14,56 +14,30 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pyspark.sql import functions as F
-
-from retrieval import tables
 from retrieval.cli import load_config, parser, setup_logging
-from retrieval.spark_tables import TableError, exists, read_table
+from retrieval.report.spark_examples import carousels
+from retrieval.spark_tables import TableError
 
 
 def lookup(spark: Any, root: str, offer_ids: Sequence[int], limit: int = 3) -> list[str]:
-    recs = read_table(spark, root, tables.RECS)
-    offers = read_table(spark, root, tables.OFFERS).select(
-        "offer_id", "title", "category_id", "seller_id", "product_id"
-    )
-    if not offer_ids:
-        offer_ids = [
-            r["offer_id"]
-            for r in recs.where(F.size("recs") > 0)
-            .orderBy(F.xxhash64("offer_id"), "offer_id")
-            .limit(limit)
-            .collect()
-        ]
-    rows = {r["offer_id"]: r["recs"] for r in recs.where(F.col("offer_id").isin(list(offer_ids))).collect()}
-    wanted = set(offer_ids) | {x["offer_id"] for rs in rows.values() for x in rs}
-    info = {r["offer_id"]: r for r in offers.where(F.col("offer_id").isin(list(wanted))).collect()}
-    cluster: dict[int, int] = {}
-    truth_uri = tables.path(root, tables.TRUTH_OFFER_PRODUCT)
-    if exists(spark, truth_uri):
-        truth = read_table(spark, root, tables.TRUTH_OFFER_PRODUCT)
-        cluster = {
-            r["offer_id"]: r["cluster_id"]
-            for r in truth.where(F.col("offer_id").isin(list(wanted))).collect()
-        }
-
-    def describe(oid: int) -> str:
-        o = info.get(oid)
+    def describe(oid: int, o: dict[str, Any] | None) -> str:
         if o is None:
             return f"{oid} (not in offers)"
         return f"{o['title']!r}  cat {o['category_id']} seller {o['seller_id']} product {o['product_id']}"
 
     out = []
-    for oid in offer_ids:
-        out.append(f"offer {oid}: {describe(oid)}")
-        if oid not in rows:
+    shown = carousels(spark, root, offer_ids, limit)
+    for c in shown:
+        out.append(f"offer {c['offer_id']}: {describe(c['offer_id'], c['offer'])}")
+        if not c["found"]:
             out.append("   no recs for this offer (unknown, deleted, or recs not computed)")
             continue
-        for rank, rec in enumerate(rows[oid], 1):
-            same = " *" if cluster and cluster.get(rec["offer_id"]) == cluster.get(oid) else ""
+        for rank, rec in enumerate(c["recs"], 1):
+            same = " *" if rec["same_cluster"] else ""
             out.append(
-                f"  {rank:>3}. {rec['score']:.3f}{same:2} {rec['offer_id']}: {describe(rec['offer_id'])}"
+                f"  {rank:>3}. {rec['score']:.3f}{same:2} {rec['offer_id']}: {describe(rec['offer_id'], rec['offer'])}"
             )
-    if cluster:
+    if any(r["same_cluster"] is not None for c in shown for r in c["recs"]):
         out.append("(* = same product cluster in the synthetic ground truth)")
     return out
 

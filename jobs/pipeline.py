@@ -15,6 +15,7 @@ from typing import Any
 from jobs import (
     build_index,
     embed_offers,
+    evaluate,
     generate,
     ingest,
     mine_listings,
@@ -38,6 +39,7 @@ STAGES = [
     ("build_index", build_index.run),
     ("precompute_recs", precompute_recs.run),
     ("train_ranker", train_ranker.run),
+    ("evaluate", evaluate.run),
 ]
 
 

@@ -62,14 +62,28 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
         listings = listings.withColumn("grade", F.col("_g").cast("int")).drop("_g")
     else:
         listings = listings.withColumn("grade", F.lit(None).cast("int"))
-    train_q = sample_searches(listings, "train", rk.train_queries, cfg.seed, clicked_only=True)
+    # XGBoost and the DNN learn from disjoint training searches: the XGBoost scores the DNN takes as
+    # input are then out of sample, as they are on test searches and at serving time (in-sample scores
+    # are better than they will ever be again, and the DNN learns to trust them too much).
+    xgb_q = sample_searches(listings, "train", rk.train_queries, cfg.seed, clicked_only=True)
+    if rk.dnn_queries and rk.train_queries:
+        dnn_q = sample_searches(
+            listings, "train", rk.dnn_queries, cfg.seed, clicked_only=True, skip=rk.train_queries
+        )
+    else:  # no disjoint sample asked for (or XGBoost takes every search): the same searches
+        dnn_q = xgb_q
     test_q = sample_searches(listings, "test", rk.eval_queries, cfg.seed, clicked_only=False)
-    rows = with_qid(numeric(listings.join(F.broadcast(train_q.union(test_q)), "query_id"), rk.features))
+    roles = (
+        xgb_q.withColumn("role", F.lit("xgb"))
+        .union(dnn_q.withColumn("role", F.lit("dnn")))
+        .union(test_q.withColumn("role", F.lit("test")))
+    )
+    rows = with_qid(numeric(listings.join(F.broadcast(roles), "query_id"), rk.features))
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-    train = rows.where(F.col("split") == "train")
+    train = rows.where(F.col("role") == "xgb")
     counts = {
-        r["split"]: (r["q"], r["n"])
-        for r in rows.groupBy("split")
+        r["role"]: (r["q"], r["n"])
+        for r in rows.groupBy("role")
         .agg(F.countDistinct("query_id").alias("q"), F.count(F.lit(1)).alias("n"))
         .collect()
     }
@@ -80,7 +94,7 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
         seconds[name] = round(time.perf_counter() - t0, 1)
         log.info("%s fitted in %.1f s", name, seconds[name])
     version = content_version(
-        {"ranker": dataclasses.asdict(rk), "seed": cfg.seed, "train": counts.get("train")}
+        {"ranker": dataclasses.asdict(rk), "seed": cfg.seed, "train": counts.get("xgb")}
     )
     xgb_dir = model_dir(root, "ranker", version)
     for name, m in models.items():
@@ -114,14 +128,14 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     score_cols = ["bm25", *FIRST_STAGE]
     parts = max(4, 2 * rk.num_processes)
     train_uri = write_table(
-        build_slates(scored.where(F.col("split") == "train"), ORDER, inputs, rk.rerank_k, score_cols, rk.text)
+        build_slates(scored.where(F.col("role") == "dnn"), ORDER, inputs, rk.rerank_k, score_cols, rk.text)
         .repartition(parts, "qid")
         .sortWithinPartitions("qid"),  # the same files, rows and order on every run (the feed is seeded)
         root,
         tables.RANKER_TRAIN_SLATES,
     )
     test_uri = write_table(
-        build_slates(scored.where(F.col("split") == "test"), ORDER, inputs, 0, score_cols, rk.text),
+        build_slates(scored.where(F.col("role") == "test"), ORDER, inputs, 0, score_cols, rk.text),
         root,
         tables.RANKER_TEST_SLATES,
     )

@@ -232,7 +232,8 @@ class RankerConfig:
             "propensity",
         ]
     )  # listings columns the XGBoost stage uses (the DNN adds the XGBoost scores and the text)
-    train_queries: int = 20000  # training searches (with >= 1 click) sampled; 0 = all
+    train_queries: int = 20000  # training searches (with >= 1 click) sampled for XGBoost; 0 = all
+    dnn_queries: int = 20000  # other training searches for the DNN (XGBoost never saw them); 0 = the same
     eval_queries: int = 5000  # test searches sampled for the metrics; 0 = all
     xgb_rounds: int = 200  # boosting rounds
     xgb_depth: int = 6

@@ -31,6 +31,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "build_index": ("shards", "vectors", "index_factory", "recall_at_10_vs_exact"),
     "precompute_recs": ("offers", "offers_with_recs", "k", "recall_at_20_test_pairs", "catalog_coverage"),
     "train_ranker": ("ndcg_at_10", "ndcg_at_10_labels", "mrr"),
+    "evaluate": ("report", "stages_reported"),
     "evaluate_visual": ("accuracy_at_5", "accuracy_at_1", "ablations"),
 }
 

@@ -45,20 +45,25 @@ def with_qid(df: DataFrame) -> DataFrame:
     return df.join(spark.createDataFrame(ids, "query_id string, qid bigint"), "query_id")
 
 
-def sample_searches(listings: DataFrame, split: str, n: int, seed: int, clicked_only: bool) -> DataFrame:
-    """query_ids of about ``n`` searches of ``split`` (all if ``n`` is 0 or larger than what there is),
-    chosen by a seeded hash (reruns agree); ``clicked_only`` keeps searches with a positive label
-    (a listing without one has nothing to learn from)."""
+def sample_searches(
+    listings: DataFrame, split: str, n: int, seed: int, clicked_only: bool, skip: int = 0
+) -> DataFrame:
+    """query_ids of about ``n`` searches of ``split`` (all if ``n`` is 0 or more than there is), chosen
+    by a seeded hash (reruns agree); ``clicked_only`` keeps searches with a positive label (a listing
+    without one has nothing to learn from). ``skip``: leave out the first ``skip`` searches' share of
+    the hash range, so a second sample is disjoint from the first."""
     from pyspark.sql import functions as F
 
     q = listings.where(F.col("split") == split).groupBy("query_id").agg(F.max("label").alias("_top"))
     if clicked_only:
         q = q.where(F.col("_top") > 0)
-    total = q.count()
-    if n and total > n:
-        keep = int(n / total * 1_000_000)
-        q = q.where(F.abs(F.xxhash64("query_id", F.lit(seed))) % 1_000_000 < keep)
-    return q.select("query_id")
+    if not n and not skip:
+        return q.select("query_id")
+    total = max(q.count(), 1)
+    lo = int(min(skip / total, 1.0) * 1_000_000)
+    hi = 1_000_000 if not n else int(min((skip + n) / total, 1.0) * 1_000_000)
+    h = F.abs(F.xxhash64("query_id", F.lit(seed))) % 1_000_000
+    return q.where((h >= lo) & (h < hi)).select("query_id")
 
 
 def group_partitions(df: DataFrame, partitions: int) -> DataFrame:
