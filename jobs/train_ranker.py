@@ -16,10 +16,8 @@ logged order, `bm25` the BM25 score alone.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import time
-import uuid
 from typing import Any
 
 from pyspark import StorageLevel
@@ -153,15 +151,8 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     }
 
 
-def _broadcast_reranker(spark: Any, model: Any) -> Any:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return spark.sparkContext.broadcast((uuid.uuid4().hex, buf.getvalue(), model.cfg.to_dict()))
-
-
 def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
+    from retrieval.encoder.spark_embed import broadcast_model
     from retrieval.ranking.distributed import RerankArgs, train_worker
     from retrieval.ranking.dnn import RerankerConfig, feature_stats, load, loss_args, slate_batch
 
@@ -231,7 +222,7 @@ def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
         else:
             result = train_worker(args)
         trained[name] = {**result, "model": out_dir, "loss": loss, "ips": ips}
-        bc = _broadcast_reranker(spark, load(out_dir))
+        bc = broadcast_model(spark, load(out_dir))  # (token, state bytes, config): any model with a cfg
         scored = score_slates(scored, bc, name, rk.rerank_k, 1)
     uri = write_table(scored, root, tables.RANKER_TEST_SCORED)
     return {"dnn": trained, "outputs": {"ranker/test_scored": uri}}
