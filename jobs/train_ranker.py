@@ -33,6 +33,7 @@ from retrieval.ranking.spark_ranker import (
     build_slates,
     fit_xgb,
     numeric,
+    prepare_groups,
     sample_searches,
     score_slates,
     slate_metrics,
@@ -78,7 +79,7 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     )
     rows = with_qid(numeric(listings.join(F.broadcast(roles), "query_id"), rk.features))
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-    train = rows.where(F.col("role") == "xgb")
+    train = prepare_groups(rows.where(F.col("role") == "xgb"), rk.xgb_workers)
     counts = {
         r["role"]: (r["q"], r["n"])
         for r in rows.groupBy("role")
@@ -94,6 +95,7 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     version = content_version(
         {"ranker": dataclasses.asdict(rk), "seed": cfg.seed, "train": counts.get("xgb")}
     )
+    train.unpersist()
     xgb_dir = model_dir(root, "ranker", version)
     for name, m in models.items():
         m.write().overwrite().save(storage.join(xgb_dir, name))

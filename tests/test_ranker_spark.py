@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from retrieval.ranking import metrics as M
-from retrieval.ranking.spark_ranker import check_groups, fit_xgb, group_partitions, with_qid
+from retrieval.ranking.spark_ranker import check_groups, fit_xgb, group_partitions, prepare_groups, with_qid
 
 
 def ltr_rows(queries: int = 80, per_query: int = 24, seed: int = 0) -> list[tuple[Any, ...]]:
@@ -41,10 +41,19 @@ CFG = SimpleNamespace(xgb_workers=2, xgb_rounds=20, xgb_depth=3, xgb_eta=0.3, xg
 
 
 def test_group_partitions_keeps_groups_whole_and_sorted(frame: Any) -> None:
+    from xgboost.spark import SparkXGBRanker
+
     grouped = group_partitions(frame, 2)
     check_groups(grouped)
-    # SparkXGBRanker sorts each partition by qid again; the sort is stable, positions stay in order
-    check_groups(grouped.sortWithinPartitions("qid"))
+    # What SparkXGBRanker feeds XGBoost (its own select and sort by qid, position kept as a feature
+    # here to see it): over prepare_groups' cached frame the position order survives.
+    est = SparkXGBRanker(features_col=["position", "a"], label_col="label", qid_col="qid", num_workers=2)
+    prepared = prepare_groups(frame, 2)
+    fed, _ = est._prepare_input(prepared)
+    check_groups(fed)
+    prepared.unpersist()
+    with pytest.raises(ValueError, match="prepare_groups"):
+        fit_xgb(grouped, ["a"], "p", False, CFG, seed=0)
     assert frame.select("qid").distinct().count() == 80 == frame.select("query_id").distinct().count()
     with pytest.raises(ValueError, match="split across partitions"):
         check_groups(frame.repartition(2).sortWithinPartitions("qid", "position"))
@@ -66,7 +75,9 @@ def test_split_groups_train_a_different_model(frame: Any) -> None:
     import xgboost as xgb
     from xgboost.spark import SparkXGBRanker
 
-    whole = fit_xgb(frame, ["a", "b"], "p", False, CFG, seed=0)
+    prepared = prepare_groups(frame, 2)
+    whole = fit_xgb(prepared, ["a", "b"], "p", False, CFG, seed=0)
+    prepared.unpersist()
     split_input = frame.repartition(2).sortWithinPartitions("qid", "position")
     split = SparkXGBRanker(
         features_col=["a", "b"],
@@ -98,3 +109,19 @@ def test_split_groups_train_a_different_model(frame: Any) -> None:
     assert np.abs(p_whole - p_split).max() > 1e-3  # split groups: other pairs, other gradients
     assert np.corrcoef(p_whole, p_single)[0, 1] > 0.99
     assert ndcg_of(whole, frame) > 0.8
+
+
+def test_slate_metrics_break_ties_by_the_logged_position(spark: Any) -> None:
+    """Slates are stored in first-stage order; a method whose scores tie everywhere must score as the
+    logged order, not inherit the first stage's order."""
+    from retrieval.ranking.spark_ranker import slate_metrics
+
+    # logged positions 3, 1, 2 (first-stage order), grades 3, 0, 1
+    rows = [("q0", [3, 1, 2], [1, 0, 0], [3, 0, 1], [0.0, 0.0, 0.0], [9.0, 1.0, 5.0])]
+    df = spark.createDataFrame(
+        rows,
+        "query_id string, position array<int>, label array<int>, grade array<int>, flat array<float>, fs array<float>",
+    )
+    got = slate_metrics(df, ["production", "flat", "fs"])
+    truth = got["truth"]["ndcg_at_10"]
+    assert truth["flat"] == truth["production"] < truth["fs"] == 1.0

@@ -60,7 +60,9 @@ def test_evaluate_writes_every_section_with_figures(spark: Any, trained: dict[st
     for section in ("run", "candidates", "ranking", "visual", "benchmarks", "examples"):
         assert f'<section id="{section}">' in page
     assert page.count("data:image/png;base64,") >= 3  # durations, Recall@K warm and cold
-    assert "Recommendations for:" in page and "quarantine" not in out["summary"][0]
+    # the fixture's run stops before precompute_recs: the sections say so instead of showing nothing
+    assert "precompute_recs has not run" in page and "visual search is not built yet" in page
+    assert "bot_session" in page  # quarantine reasons of the run
     assert out["stages_reported"][:5] == [
         "generate",
         "ingest",

@@ -5,8 +5,9 @@ group split across partitions becomes two smaller groups on two workers (wrong p
 gradients, no error), and ``lambdarank_unbiased`` reads a row's *position* from its place within the
 group. ``SparkXGBRanker`` repartitions by range of qid only when the partition count differs from
 ``num_workers``, then sorts each partition by qid. So :func:`group_partitions` hands it exactly
-``num_workers`` partitions hashed by qid and sorted by (qid, position): groups stay whole, and the
-stable in-memory sort it applies on top keeps the position order (both tested).
+``num_workers`` partitions hashed by qid and sorted by (qid, position), and cached
+(:func:`prepare_groups`): groups stay whole, and the wrapper's own sort by qid cannot undo the
+position order (both tested).
 
 A *slate* is one listing as one row (``dnn.slate_batch`` reads it): its offers in first-stage order,
 with per-offer arrays (labels, true grades where the data has them, positions, the scores of every
@@ -71,6 +72,22 @@ def group_partitions(df: DataFrame, partitions: int) -> DataFrame:
     return df.repartition(partitions, "qid").sortWithinPartitions("qid", "position")
 
 
+def prepare_groups(df: DataFrame, partitions: int) -> DataFrame:
+    """:func:`group_partitions`, persisted and materialised: what :func:`fit_xgb` needs.
+
+    SparkXGBRanker sorts its input by qid alone, and Spark's optimizer drops an earlier sort that a
+    later one supersedes: over a plain DataFrame our (qid, position) order is gone and the rows of a
+    query arrive in any order (``lambdarank_unbiased`` would read wrong positions; seen in CI). Over a
+    cached one the order is the cache's, which already satisfies the qid sort, so it stays. Unpersist
+    it after fitting.
+    """
+    from pyspark import StorageLevel
+
+    out = group_partitions(df, partitions).persist(StorageLevel.MEMORY_AND_DISK)
+    out.count()
+    return out
+
+
 def check_groups(df: DataFrame) -> None:
     """Raises ValueError if a qid spans partitions or a partition is not sorted by (qid, position)."""
     from pyspark.sql import functions as F
@@ -117,7 +134,13 @@ def numeric(df: DataFrame, features: Sequence[str]) -> DataFrame:
 def fit_xgb(
     train: DataFrame, features: Sequence[str], prediction: str, unbiased: bool, cfg: Any, seed: int
 ) -> Any:
-    """A SparkXGBRanker (rank:ndcg, top-k pairs) fitted on whole, position-sorted query groups."""
+    """A SparkXGBRanker (rank:ndcg, top-k pairs) fitted on whole, position-sorted query groups.
+
+    ``train`` must come from :func:`prepare_groups` with ``cfg.xgb_workers`` partitions."""
+    if not train.is_cached or train.rdd.getNumPartitions() != cfg.xgb_workers:
+        raise ValueError(
+            f"fit_xgb needs prepare_groups(df, {cfg.xgb_workers}): cached, one partition per worker"
+        )
     from xgboost.spark import SparkXGBRanker
 
     ranker = SparkXGBRanker(
@@ -136,7 +159,7 @@ def fit_xgb(
         tree_method="hist",
         random_state=seed,
     )
-    return ranker.fit(group_partitions(train, cfg.xgb_workers))
+    return ranker.fit(train)
 
 
 def text_vectors(
@@ -279,12 +302,16 @@ def reranker_from(value: tuple[str, bytes, dict[str, Any]]) -> Any:
     return _RERANKERS[token]
 
 
-def _padded(t: Any, name: str, groups: np.ndarray, fill: float) -> np.ndarray:
-    """A list column of slates -> [B, max n] float64, padding (and nulls) = ``fill``."""
+def _padded(
+    t: Any, name: str, groups: np.ndarray, fill: float, order: np.ndarray | None = None
+) -> np.ndarray:
+    """A list column of slates -> [B, max n] float64, padding (and nulls) = ``fill``; each row's
+    entries permuted by ``order`` [B, max n] when given."""
     from retrieval.ranking.metrics import pad_groups
 
     flat = t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return pad_groups(np.nan_to_num(flat.astype(np.float64), nan=fill), groups, fill)
+    out = pad_groups(np.nan_to_num(flat.astype(np.float64), nan=fill), groups, fill)
+    return out if order is None else np.take_along_axis(out, order, axis=1)
 
 
 def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
@@ -309,12 +336,15 @@ def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[s
             if len(groups) == 0:
                 continue
 
-            position = _padded(t, "position", groups, np.inf)
-            targets = {"labels": (_padded(t, "label", groups, -1).astype(np.int64), 1)}
+            # Slates hold offers in first-stage order; put them back in the logged order, so that a
+            # method's ties fall back to the logged position, never to another method's order.
+            logged = np.argsort(_padded(t, "position", groups, np.inf), axis=1, kind="stable")
+            position = _padded(t, "position", groups, np.inf, logged)
+            targets = {"labels": (_padded(t, "label", groups, -1, logged).astype(np.int64), 1)}
             if t.column("grade").combine_chunks().flatten().null_count == 0:
-                targets["truth"] = (_padded(t, "grade", groups, -1).astype(np.int64), 3)
+                targets["truth"] = (_padded(t, "grade", groups, -1, logged).astype(np.int64), 3)
             for m in methods:
-                s = -position if m == "production" else _padded(t, m, groups, -np.inf)
+                s = -position if m == "production" else _padded(t, m, groups, -np.inf, logged)
                 for target, (y, rel) in targets.items():
                     sm = M.slate_metrics(s, y, KS, rel)
                     for name, v in [*((f"ndcg_at_{k}", sm.ndcg[k]) for k in KS), ("mrr", sm.rr)]:
