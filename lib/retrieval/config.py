@@ -140,6 +140,7 @@ class TrainConfig:
     retries: int = (
         1  # when a training process dies, run again this many times, resuming from the last checkpoint
     )
+    fallback_single: bool = True  # after the retries, finish in one process (from the last checkpoint)
     threads: int = 1  # torch threads per process
     log_every: int = 50  # steps between progress lines (rank 0)
     eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR
