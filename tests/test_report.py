@@ -60,8 +60,13 @@ def test_evaluate_writes_every_section_with_figures(spark: Any, trained: dict[st
     for section in ("run", "candidates", "ranking", "visual", "benchmarks", "examples"):
         assert f'<section id="{section}">' in page
     assert page.count("data:image/png;base64,") >= 3  # durations, Recall@K warm and cold
-    # the fixture's run stops before precompute_recs: the sections say so instead of showing nothing
-    assert "precompute_recs has not run" in page and "visual search is not built yet" in page
+    # other tests may have run later stages on this fixture: a stage that ran shows its examples,
+    # one that has not says so instead of showing nothing
+    if "precompute_recs" in out["stages_reported"]:
+        assert "Recommendations for:" in page
+    else:
+        assert "precompute_recs has not run" in page
+    assert "visual search is not built yet" in page
     assert "bot_session" in page  # quarantine reasons of the run
     assert out["stages_reported"][:5] == [
         "generate",
