@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from retrieval.mining.listings import LISTING_FEATURES
+
 
 class ConfigError(ValueError):
     """A config file or override names an unknown key or gives a value of the wrong type."""
@@ -219,19 +221,7 @@ class RankerConfig:
 
     stage: str = "all"  # all | xgb (features, XGBoost, slates) | dnn (reranker on the slates xgb wrote)
     features: list[str] = field(
-        default_factory=lambda: [
-            "price",
-            "price_rank",
-            "price_z",
-            "pop_log",
-            "ctr_prior",
-            "buy_prior",
-            "bm25",
-            "token_overlap",
-            "category_share",
-            "listing_size",
-            "propensity",
-        ]
+        default_factory=lambda: [*LISTING_FEATURES, "propensity"]
     )  # listings columns the XGBoost stage uses (the DNN adds the XGBoost scores and the text)
     train_queries: int = 20000  # training searches (with >= 1 click) sampled for XGBoost; 0 = all
     dnn_queries: int = 20000  # other training searches for the DNN (XGBoost never saw them); 0 = the same

@@ -83,6 +83,26 @@ def resume_checkpoint(
     return int(state["epoch"]) + 1, json.loads(state["history"])
 
 
+def start_process(use_gpu: bool, threads: int, seed: int) -> tuple[int, int, int, str]:
+    """Sets up one training process from the launcher's environment (TorchDistributor, torchrun):
+    its device, torch threads and seed (the same initial weights on every rank; DDP also broadcasts
+    rank 0's), and the process group (nccl on GPU, gloo on CPU) when there are several ranks.
+    Returns (rank, world, local_rank, device)."""
+    import torch
+    import torch.distributed as dist
+
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = use_gpu and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    torch.set_num_threads(max(1, threads))
+    torch.manual_seed(seed)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return rank, world, local_rank, f"cuda:{local_rank}" if cuda else "cpu"
+
+
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of distributed training; returns a summary (identical on every rank)."""
     import torch
@@ -94,17 +114,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     from retrieval.encoder.train import CandidateQueue, train_step
 
     a = TrainArgs(**args)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = a.use_gpu and torch.cuda.is_available()
-    device = f"cuda:{local_rank}" if cuda else "cpu"
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    torch.set_num_threads(max(1, a.threads))
-    torch.manual_seed(a.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    distributed = world > 1
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world, local_rank, device = start_process(a.use_gpu, a.threads, a.seed)
+    cuda, distributed = device != "cpu", world > 1
     enc = EncoderConfig.from_dict({**a.encoder, "sparse": not cuda and a.encoder.get("sparse", True)})
     model = OfferTower(enc).to(device)
     net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model

@@ -18,23 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.config import ListingsConfig
-from retrieval.mining.listings import LABEL_GRADES, PositionBias, fit_position_bias
+from retrieval.mining.listings import LABEL_GRADES, LISTING_FEATURES, PositionBias, fit_position_bias
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-FEATURES = [
-    "price",
-    "price_rank",
-    "price_z",
-    "pop_log",
-    "ctr_prior",
-    "buy_prior",
-    "bm25",
-    "token_overlap",
-    "category_share",
-    "listing_size",
-]
+FEATURES = list(LISTING_FEATURES)
 
 
 def tokens(col: Column) -> Column:

@@ -9,7 +9,6 @@ from the last one. No Spark inside, so it also runs under ``torchrun`` or in one
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,22 +59,13 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from retrieval.encoder.distributed import resume_checkpoint, save_checkpoint
+    from retrieval.encoder.distributed import resume_checkpoint, save_checkpoint, start_process
     from retrieval.encoder.feed import ArrowFeed, PetastormFeed
     from retrieval.ranking.dnn import Reranker, RerankerConfig, loss_value, save, slate_batch, to_tensors
 
     a = RerankArgs(**args)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    cuda = a.use_gpu and torch.cuda.is_available()
-    device = f"cuda:{local_rank}" if cuda else "cpu"
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    torch.set_num_threads(max(1, a.threads))
-    torch.manual_seed(a.seed)
-    distributed = world > 1
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world, local_rank, device = start_process(a.use_gpu, a.threads, a.seed)
+    cuda, distributed = device != "cpu", world > 1
     cfg = RerankerConfig.from_dict(a.reranker)
     model = Reranker(cfg, np.asarray(a.mean), np.asarray(a.std)).to(device)
     net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
