@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     epochs=1,
                     batch_size=cfg.ranker.dnn_batch_size,
                     threads=a.threads,
-                    log_every=0,
+                    progress_s=0,
                 )
             )
         )

@@ -15,7 +15,9 @@ shards into one on-disk index (merged.faiss + merged.ivfdata, memory-mapped) for
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,8 @@ from retrieval.index.spark_index import (
     write_tombstones,
 )
 from retrieval.spark_tables import TableError, read_table
+
+log = logging.getLogger(__name__)
 
 
 def _commit(root: str, uri: str, manifest: sh.Manifest, previous: str | None) -> None:
@@ -136,6 +140,12 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
                 "index.merge writes an on-disk (memory-mapped) index: it needs a local paths.root"
             )
         local = storage.local_path(uri)
+        log.info(
+            "merging %d shards (%s vectors) into one on-disk index ...",
+            len(manifest.shards),
+            f"{manifest.vectors:,}",
+        )
+        t0 = time.perf_counter()
         ntotal = sh.merge_on_disk(
             trained,
             [os.path.join(local, e.file) for e in manifest.shards],
@@ -143,6 +153,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             os.path.join(local, "merged.ivfdata"),
         )
         merged = os.path.join(local, "merged.faiss")
+        log.info("merged %s vectors in %.1f s: %s", f"{ntotal:,}", time.perf_counter() - t0, merged)
         assert ntotal == manifest.vectors, (ntotal, manifest.vectors)
     _commit(root, uri, manifest, previous)
     deltas = [s for s in manifest.shards if s.generation > 0]

@@ -132,7 +132,7 @@ def dnn_scores(
                 lr=rk.dnn_lr,
                 seed=seed,
                 threads=max(1, os.cpu_count() or 1),
-                log_every=0,
+                progress_s=0,
             )
         )
     )

@@ -22,9 +22,11 @@ from retrieval import storage, tables
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.metrics import config_path, read_stage_metrics
+from retrieval.progress import Progress
 from retrieval.report import plots
 from retrieval.report.html import Section, render
 from retrieval.spark_tables import exists
+from retrieval.tracking import Tracker
 
 STAGES = [
     "generate",
@@ -77,6 +79,9 @@ def run_section(cfg: Config, m: dict[str, dict[str, Any]]) -> Section:
             for k, v in m.items()
         ],
     )
+    ui = Tracker(cfg).ui_command()
+    if ui:
+        s.text(f"Every stage is tracked in MLflow (params, metrics, artifacts); compare runs with: {ui}")
     ing = m.get("ingest")
     if ing:
         s.heading("Ingest: rows per table, and why rows were quarantined")
@@ -359,16 +364,24 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root = cfg.paths.root
     m = _metrics(root)
     popularity = recs_popularity(spark, root) if "precompute_recs" in m else None
-    sections = [
-        run_section(cfg, m),
-        candidates_section(m, popularity),
-        ranking_section(m),
-        Section("visual", "Visual search").missing(
-            "visual search is not built yet (the visual-search issue adds it)"
+    builders = [
+        ("the run", lambda: run_section(cfg, m)),
+        ("candidates", lambda: candidates_section(m, popularity)),
+        ("ranking", lambda: ranking_section(m)),
+        (
+            "visual search",
+            lambda: Section("visual", "Visual search").missing(
+                "visual search is not built yet (the visual-search issue adds it)"
+            ),
         ),
-        benchmarks_section(cfg),
-        examples_section(spark, cfg, m),
+        ("benchmarks", lambda: benchmarks_section(cfg)),
+        ("examples", lambda: examples_section(spark, cfg, m)),
     ]
+    sections = []
+    with Progress("report", len(builders), "sections", every_s=10.0) as progress:
+        for name, build in builders:
+            sections.append(build())
+            progress.update(1, last=name)
     page = render("retrieval-at-scale: evaluation report", f"run under {root}", sections)
     uri = storage.join(root, "report", "index.html")
     storage.write_bytes_atomic(uri, page.encode("utf-8"))
@@ -379,6 +392,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "popularity": popularity,
         "rows_out": len(m),
         "outputs": {"report/index.html": uri},
+        "artifacts": {"report": uri},  # tracked with the run (retrieval.tracking)
         "summary": [
             f"report of {len(m)} stages: {storage.local_path(uri)} (open it in a browser)",
             *([f"sections with something missing: {', '.join(missing)}"] if missing else []),

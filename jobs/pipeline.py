@@ -27,6 +27,7 @@ from jobs import (
 from retrieval.cli import load_config, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
+from retrieval.tracking import Tracker
 
 # (stage name, run function), in dependency order. Later issues append their stages here.
 STAGES = [
@@ -47,20 +48,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     setup_logging()
     cfg, source = load_config("pipeline", __doc__, argv)
     spark = get_spark(cfg, "pipeline")
+    tracker = Tracker(cfg)
     results = []
-    for stage, run in STAGES:
-        try:
-            result = run_stage(spark, cfg, stage, run, source)
-        except TableError as e:
-            print(f"error in stage {stage}: {e}", file=sys.stderr)
-            raise SystemExit(1) from None
-        print(summary(stage, result), flush=True)
-        results.append(result)
+    with tracker.pipeline():
+        for stage, run in STAGES:
+            try:
+                result = run_stage(spark, cfg, stage, run, source, tracker)
+            except TableError as e:
+                print(f"error in stage {stage}: {e}", file=sys.stderr)
+                raise SystemExit(1) from None
+            print(summary(stage, result), flush=True)
+            results.append(result)
     total = sum(r["seconds"] for r in results)
-    print(
-        f"== pipeline: {len(results)} stages in {total:.1f} s; everything is under {cfg.paths.root}",
-        flush=True,
-    )
+    lines = [f"== pipeline: {len(results)} stages in {total:.1f} s; everything is under {cfg.paths.root}"]
+    report = next((r.get("report") for r in results if r.get("report")), None)
+    if report:
+        lines.append(f"   report:  {report}")
+    if tracker.enabled:
+        lines.append(f"   tracked: {tracker.ui_command()}")
+    print("\n".join(lines), flush=True)
     return results
 
 

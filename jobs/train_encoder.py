@@ -58,7 +58,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             "train": {
                 k: v
                 for k, v in dataclasses.asdict(t).items()
-                if k not in ("resume", "log_every", "retries", "fallback_single")
+                if k not in ("resume", "progress_s", "retries", "fallback_single")
             },
             "examples": n_examples,
             "seed": cfg.seed,
@@ -80,7 +80,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             resume=t.resume,
             use_gpu=t.use_gpu,
             threads=t.threads,
-            log_every=t.log_every,
+            progress_s=t.progress_s,
         )
     )
     if t.num_processes > 1:

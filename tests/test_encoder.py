@@ -230,7 +230,7 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
         3,
         lambda e: in_memory_batches(train_pairs, every, ids, lq, 512, rng),
         lr=0.02,
-        log_every=0,
+        progress_s=0,
     )
     assert history[-1]["loss"] < history[0]["loss"]
     counts: dict[int, int] = defaultdict(int)

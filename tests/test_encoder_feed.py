@@ -143,7 +143,7 @@ def test_torch_distributor_trains_two_processes_and_resumes(
             feed=feed,
             epochs=2,
             batch_size=40,
-            log_every=0,
+            progress_s=0,
         )
     )
     # 2 processes = the 2 task slots of these machines (more and the barrier stage would never start)

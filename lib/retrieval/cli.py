@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from retrieval import config as config_mod
 from retrieval import metrics as metrics_mod
 from retrieval.spark_tables import TableError
+from retrieval.tracking import Tracker
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -50,14 +51,25 @@ def setup_logging() -> None:
 
 
 def run_stage(
-    spark: SparkSession, cfg: config_mod.Config, stage: str, run: StageFn, source: str | None = None
+    spark: SparkSession,
+    cfg: config_mod.Config,
+    stage: str,
+    run: StageFn,
+    source: str | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[str, Any]:
-    """Runs one stage, times it, and writes its metrics and the config it used."""
+    """Runs one stage, times it, writes its metrics and the config it used, and tracks it (MLflow)."""
     log.info("stage %s: start (root %s)", stage, cfg.paths.root)
-    with metrics_mod.timed() as t:
-        result = run(spark, cfg)
+    tracker = tracker or Tracker(cfg)
+    try:
+        with metrics_mod.timed() as t:
+            result = run(spark, cfg)
+    except Exception as e:
+        tracker.log_failure(stage, e)
+        raise
     result = {**result, "seconds": t["seconds"]}
     result["metrics_path"] = metrics_mod.write_stage_metrics(cfg, stage, result, source)
+    result["tracking_run"] = tracker.log_stage(stage, result, source)
     return result
 
 
@@ -68,6 +80,8 @@ def summary(stage: str, result: dict[str, Any]) -> str:
     for name, uri in result.get("outputs", {}).items():
         lines.append(f"   wrote {name:<22} {uri}")
     lines.append(f"   metrics {result['metrics_path']}")
+    if result.get("tracking_run"):
+        lines.append(f"   tracked as MLflow run {result['tracking_run']}")
     return "\n".join(lines)
 
 

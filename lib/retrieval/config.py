@@ -144,7 +144,7 @@ class TrainConfig:
     )
     fallback_single: bool = True  # after the retries, finish in one process (from the last checkpoint)
     threads: int = 1  # torch threads per process
-    log_every: int = 50  # steps between progress lines (rank 0)
+    progress_s: float = 30.0  # seconds between progress lines of training (rank 0); 0 = one per epoch
     eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR
     eval_k: int = 100  # depth of the evaluated top-K
 
@@ -264,6 +264,15 @@ class LtrConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """MLflow tracking of every stage (retrieval.tracking)."""
+
+    enabled: bool = True  # false: no tracking at all
+    uri: str = ""  # tracking server or store; empty = sqlite:///<root>/mlflow.db for a local root
+    experiment: str = "retrieval-at-scale"  # MLflow experiment the runs go to
+
+
+@dataclass
 class Config:
     seed: int = 20261125  # every random choice in every stage derives from this
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -281,6 +290,7 @@ class Config:
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ltr: LtrConfig = field(default_factory=LtrConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrieval.progress import Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ class TrainArgs:
     resume: bool = False
     use_gpu: bool = False
     threads: int = 1  # torch threads per process (TorchDistributor sets OMP_NUM_THREADS=1)
-    log_every: int = 50
+    progress_s: float = 30.0  # seconds between progress lines (rank 0); 0 = one line per epoch
     queue_size: int = 0  # cross-batch negatives per rank (train.CandidateQueue); 0 = in-batch only
 
 
@@ -129,13 +131,13 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     queue = CandidateQueue(a.queue_size, enc.dim, device) if a.queue_size else None
     for epoch in range(start, a.epochs):
         t0, losses = time.perf_counter(), []
-        for step, batch in enumerate(feed.epoch(epoch)):
-            losses.append(train_step(net, optimizers, batch, a.temperature, device, queue))
-            if rank == 0 and a.log_every and step % a.log_every == 0:
-                rate = (step + 1) * a.batch_size * world / (time.perf_counter() - t0)
-                log.info(
-                    "epoch %d step %d/%d loss %.4f %.0f examples/s", epoch, step, feed.steps, losses[-1], rate
-                )
+        progress = Progress(
+            f"encoder epoch {epoch + 1}/{a.epochs}", feed.steps, "steps", a.progress_s, log, enabled=rank == 0
+        )
+        with progress:
+            for batch in feed.epoch(epoch):
+                losses.append(train_step(net, optimizers, batch, a.temperature, device, queue))
+                progress.update(1, loss=f"{losses[-1]:.4f}")
         # The same figures on every rank: the mean loss over all ranks' steps, the slowest rank's time.
         totals = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
         seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)

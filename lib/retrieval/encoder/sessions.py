@@ -23,6 +23,7 @@ import torch
 
 from retrieval.encoder.losses import sampled_softmax
 from retrieval.encoder.model import OfferTower, SessionPool, make_optimizers
+from retrieval.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def train_sessions(
     uniform_negatives: int = 0,
     seed: int = 0,
     device: str = "cpu",
-    log_every: int = 200,
+    progress_s: float = 30.0,
 ) -> list[dict[str, float]]:
     """Trains tower and pool on ``examples``; per-epoch loss and examples/s.
 
@@ -114,7 +115,10 @@ def train_sessions(
     for epoch in range(epochs):
         order = rng.permutation(len(examples))
         start, losses = time.perf_counter(), []
-        for step, lo in enumerate(range(0, len(order) - batch_size + 1, batch_size)):
+        progress = Progress(
+            f"session encoder epoch {epoch + 1}/{epochs}", len(order) // batch_size, "steps", progress_s, log
+        )
+        for lo in range(0, len(order) - batch_size + 1, batch_size):
             part = order[lo : lo + batch_size]
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
@@ -131,8 +135,8 @@ def train_sessions(
             for opt in optimizers:
                 opt.step()
             losses.append(float(loss.detach()))
-            if log_every and step % log_every == 0:
-                log.info("epoch %d step %d loss %.4f", epoch, step, losses[-1])
+            progress.update(1, loss=f"{losses[-1]:.4f}")
+        progress.emit()
         if not losses:
             raise ValueError(f"{len(examples)} examples make no batch of {batch_size}")
         seconds = time.perf_counter() - start

@@ -18,6 +18,7 @@ import torch
 from retrieval.encoder.features import OfferFeatures, take
 from retrieval.encoder.losses import sampled_softmax
 from retrieval.encoder.model import OfferTower, make_optimizers, to_tensors
+from retrieval.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def train(
     lr: float = 0.005,
     temperature: float = 0.05,
     device: str = "cpu",
-    log_every: int = 50,
+    progress_s: float = 30.0,
     queue_size: int = 0,
 ) -> list[dict[str, float]]:
     """Trains ``model`` for ``epochs`` over ``batches(epoch)``; returns per-epoch loss and examples/s.
@@ -152,11 +153,12 @@ def train(
     history = []
     for epoch in range(epochs):
         start, seen, losses = time.perf_counter(), 0, []
-        for step, batch in enumerate(batches(epoch)):
+        progress = Progress(f"encoder epoch {epoch + 1}/{epochs}", None, "steps", progress_s, log)
+        for batch in batches(epoch):
             losses.append(train_step(model, optimizers, batch, temperature, device, queue))
             seen += len(batch.query_ids)
-            if log_every and step % log_every == 0:
-                log.info("epoch %d step %d loss %.4f", epoch, step, losses[-1])
+            progress.update(1, loss=f"{losses[-1]:.4f}")
+        progress.emit()
         if not losses:
             raise ValueError(f"epoch {epoch} had no batches: the feed yielded nothing")
         seconds = time.perf_counter() - start

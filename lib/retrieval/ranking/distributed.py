@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrieval.progress import Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,7 @@ class RerankArgs:
     resume: bool = False
     use_gpu: bool = False
     threads: int = 1
-    log_every: int = 100
+    progress_s: float = 30.0  # seconds between progress lines (rank 0); 0 = one line per epoch
 
 
 def ips_labels(y: Any, propensity: Any, clip: float) -> Any:
@@ -86,7 +88,15 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     for epoch in range(start, a.epochs):
         model.train()
         t0, losses, offers = time.perf_counter(), [], 0
-        for step, batch in enumerate(feed.epoch(epoch)):
+        progress = Progress(
+            f"reranker {a.loss} epoch {epoch + 1}/{a.epochs}",
+            feed.steps,
+            "steps",
+            a.progress_s,
+            log,
+            enabled=rank == 0,
+        )
+        for batch in feed.epoch(epoch):
             x, q, t, y, valid = to_tensors(batch, device)
             target = ips_labels(y, x[..., a.ips_feature], a.ips_clip) if a.ips_feature >= 0 else y
             loss = loss_value(a.loss, net(x, q, t, valid), target, **a.loss_args)
@@ -95,8 +105,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
             opt.step()
             losses.append(float(loss.detach()))
             offers += int(valid.sum())
-            if rank == 0 and a.log_every and step % a.log_every == 0:
-                log.info("%s epoch %d step %d/%d loss %.4f", a.loss, epoch, step, feed.steps, losses[-1])
+            progress.update(1, loss=f"{losses[-1]:.4f}")
+        progress.emit()
         totals = torch.tensor([sum(losses), float(len(losses)), float(offers)], dtype=torch.float64)
         seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
         if distributed:

@@ -36,6 +36,27 @@ img { max-width: 100%; border: 1px solid #e3e7ee; margin: 6px 0 14px; }
 """
 
 
+# The page checks itself once loaded: it counts images that did not decode and tables without rows,
+# records the counts on <body> (data-broken-images, data-empty-tables: what the browser test reads
+# from the rendered DOM) and shows a warning at the top when something is broken.
+SELF_CHECK = """
+addEventListener("load", function () {
+  var imgs = document.images, broken = 0, empty = 0, tables = document.querySelectorAll("table");
+  for (var i = 0; i < imgs.length; i++) if (!imgs[i].complete || imgs[i].naturalWidth === 0) broken++;
+  for (var j = 0; j < tables.length; j++) if (!tables[j].querySelector("tbody tr")) empty++;
+  var b = document.body;
+  b.setAttribute("data-images", imgs.length); b.setAttribute("data-broken-images", broken);
+  b.setAttribute("data-tables", tables.length); b.setAttribute("data-empty-tables", empty);
+  b.setAttribute("data-rendered", "1");
+  if (broken || empty) {
+    var w = document.createElement("p"); w.className = "missing";
+    w.textContent = broken + " image(s) did not render and " + empty + " table(s) are empty";
+    document.querySelector("main").prepend(w);
+  }
+});
+"""
+
+
 @dataclass
 class Section:
     id: str
@@ -93,7 +114,7 @@ def render(title: str, subtitle: str, sections: Sequence[Section]) -> str:
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style><script>{SELF_CHECK}</script></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
         f"<nav>{nav}</nav><main>{body}</main></body></html>"
     )
