@@ -38,6 +38,10 @@ STAGES = [
     "build_index",
     "precompute_recs",
     "train_ranker",
+    "visual_pairs",
+    "train_visual",
+    "embed_images",
+    "evaluate_visual",
 ]
 
 
@@ -240,6 +244,51 @@ def ranking_section(m: dict[str, dict[str, Any]]) -> Section:
     return s
 
 
+def visual_section(cfg: Config, m: dict[str, dict[str, Any]]) -> Section:
+    s = Section("visual", "Visual search")
+    ev = m.get("evaluate_visual")
+    if ev is None:
+        return s.missing("evaluate_visual has not run (visual_pairs, train_visual, evaluate_visual)")
+    vp = m.get("visual_pairs", {})
+    if vp:
+        s.text(
+            f"{vp['images']:,} catalogue photos of {sum(vp['products'].values()):,} products "
+            f"({vp['products']['train']:,} for training, {vp['products']['test']:,} held out); "
+            f"{vp.get('street_photos', 0):,} synthetic street photos for training; quarantined: "
+            + (", ".join(f"{k} {n:,}" for k, n in sorted(vp["quarantined"].items())) or "none")
+            + "."
+        )
+    s.text(
+        f"{ev['queries']:,} street-photo queries (one per held-out product) against {ev['gallery_images']:,} "
+        f"held-out shop photos ({ev['dataset']}); a hit is a photo of the query's product in the top K."
+    )
+    acc5, acc1, ci = ev["accuracy_at_5"], ev["accuracy_at_1"], ev.get("accuracy_at_5_interval", {})
+    rows = [[k, acc1.get(k), acc5[k], "–".join(f"{x:.3f}" for x in ci.get(k, []))] for k in acc5]
+    s.table(["method", "accuracy@1", "accuracy@5", "accuracy@5 95% interval"], rows)
+    if ev.get("ablations"):
+        s.heading("Ablations: which street photos the encoder was trained on")
+        s.table(
+            ["trained on", "accuracy@1", "accuracy@5"],
+            [[k, ev.get("ablations_at_1", {}).get(k), v] for k, v in ev["ablations"].items()],
+        )
+    s.images(
+        [
+            (
+                plots.horizontal_bars(
+                    {**acc5, **ev.get("ablations", {})}, "Street query -> shop gallery", "accuracy@5"
+                ),
+                "accuracy@5 by method",
+            )
+        ]
+    )
+    grid = storage.local_path(ev.get("examples", ""))
+    if ev.get("examples") and os.path.exists(grid):
+        s.heading("Queries (left) and their top 5 with the street model: green = the query's product")
+        with open(grid, "rb") as f:
+            s.images([(f.read(), "visual search examples")])
+    return s
+
+
 def benchmarks_section(cfg: Config) -> Section:
     s = Section("benchmarks", "Real-data benchmarks")
     s.text(
@@ -250,6 +299,7 @@ def benchmarks_section(cfg: Config) -> Section:
         {
             *glob.glob(os.path.join(cfg.sessions.results_dir, "*.json")),
             *glob.glob(os.path.join(cfg.ltr.results_dir, "*.json")),
+            *glob.glob(os.path.join(cfg.visual.results_dir, "*.json")),
         }
     ):
         with open(path, encoding="utf-8") as f:
@@ -275,6 +325,20 @@ def benchmarks_section(cfg: Config) -> Section:
                 for k, v in d["methods"].items()
             ]
             s.table(["method", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "NDCG@10 95% interval"], rows)
+        elif "accuracy_at_5" in d and "ablations" in d:  # a visual-search benchmark (evaluate_visual)
+            found = True
+            s.heading(
+                f"Visual search: {d['name']} ({d['queries']:,} street queries, {d['gallery_images']:,} photos)"
+            )
+            ci = d.get("accuracy_at_5_interval", {})
+            acc1 = {**d["accuracy_at_1"], **d.get("ablations_at_1", {})}
+            rows = [
+                [k, acc1.get(k), v, "–".join(f"{x:.3f}" for x in ci.get(k, []))]
+                for k, v in {**d["accuracy_at_5"], **d["ablations"]}.items()
+            ]
+            s.table(
+                ["method", "accuracy@1", "accuracy@5", "accuracy@5 95% interval"], rows, d.get("command", "")
+            )
     if not found:
         s.missing(
             f"no benchmark results under {cfg.sessions.results_dir} (./submit.sh eval_sessions / eval_ltr write them)"
@@ -368,12 +432,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         ("the run", lambda: run_section(cfg, m)),
         ("candidates", lambda: candidates_section(m, popularity)),
         ("ranking", lambda: ranking_section(m)),
-        (
-            "visual search",
-            lambda: Section("visual", "Visual search").missing(
-                "visual search is not built yet (the visual-search issue adds it)"
-            ),
-        ),
+        ("visual search", lambda: visual_section(cfg, m)),
         ("benchmarks", lambda: benchmarks_section(cfg)),
         ("examples", lambda: examples_section(spark, cfg, m)),
     ]

@@ -14,8 +14,10 @@ from typing import Any
 
 from jobs import (
     build_index,
+    embed_images,
     embed_offers,
     evaluate,
+    evaluate_visual,
     generate,
     ingest,
     mine_listings,
@@ -23,6 +25,8 @@ from jobs import (
     precompute_recs,
     train_encoder,
     train_ranker,
+    train_visual,
+    visual_pairs,
 )
 from retrieval.cli import load_config, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
@@ -40,6 +44,10 @@ STAGES = [
     ("build_index", build_index.run),
     ("precompute_recs", precompute_recs.run),
     ("train_ranker", train_ranker.run),
+    ("visual_pairs", visual_pairs.run),
+    ("train_visual", train_visual.run),
+    ("embed_images", embed_images.run),
+    ("evaluate_visual", evaluate_visual.run),
     ("evaluate", evaluate.run),
 ]
 

@@ -83,6 +83,15 @@ def test_pipeline_on_the_test_config(tmp_path: Path) -> None:
         m = json.loads((tmp_path / "_metrics" / f"{stage}.json").read_text())
         assert m["rows_out"] > 0 and m["seconds"] > 0
         assert (tmp_path / "_metrics" / f"{stage}.config.yaml").exists()
+    # the report covers every stage of the run, and MLflow has the run with one nested run per stage
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "has not run" not in page, [line for line in page.split("<p") if "has not run" in line]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("retrieval-at-scale").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(["pipeline", *(stage for stage, _ in STAGES)])
+    assert all(r.info.status == "FINISHED" for r in runs)
     for table in (
         "raw/offers",
         "raw/events",

@@ -47,3 +47,13 @@ def encoder_dir(root: str, explicit: str = "") -> str:
             f"no trained encoder under {root}: run train_encoder first (or name a model directory)"
         ) from None
     return model_dir(root, "encoder", version)
+
+
+def visual_models(root: str) -> dict[str, str]:
+    """{variant: model directory} of the image encoders train_visual trained last ({} when none)."""
+    from retrieval.metrics import read_stage_metrics
+
+    try:
+        return dict(read_stage_metrics(root, "train_visual").get("models", {}))
+    except FileNotFoundError:
+        return {}

@@ -264,6 +264,44 @@ class LtrConfig:
 
 
 @dataclass
+class VisualSection:
+    """Visual search (retrieval.visual): shop/street pairs, the triplet-trained image encoder, accuracy@K."""
+
+    images: str = ""  # directory of catalogue photos; empty = the synthetic catalogue (offers.image_ref)
+    catalog: str = ""  # CSV with columns image (file name, looked up in `images`) and id (the product)
+    name: str = ""  # evaluate_visual also writes <results_dir>/<name>.json (a benchmark on real photos)
+    results_dir: str = "benchmarks/results"
+    size: int = 64  # images are resized to size x size
+    max_products: int = 1200  # products used (train + test), a hash sample; 0 = all
+    test_share: float = 0.3  # share of products held out (queries and gallery); split by product
+    per_style: int = 1  # synthetic street photos per training product and style (4 styles)
+    max_rms: float = 0.01  # near-duplicate threshold (RMS difference of 8x8 colour thumbnails)
+    variants: list[str] = field(
+        default_factory=lambda: ["shop_only", "street", "seamless", "blur", "natural_bg", "uniform_bg"]
+    )  # one model per variant (retrieval.visual.train.VARIANTS)
+    dim: int = 128  # embedding size
+    width: int = 16  # channels of the CNN's stem (x2 per block); 16: ~1,200 images/s training on 2 CPU cores
+    epochs: int = 6
+    batch_products: int = 32  # products per step (x (1 + views) images)
+    views: int = 3  # views per product in a batch besides its shop photo
+    lr: float = 0.002
+    # Triplets mined in the batch: batch_all | batch_hard | batch_hard_soft | semi_hard. batch_all by
+    # default: from scratch on street photos, batch-hard (plain and soft margin) collapsed the
+    # embedding within the first epoch (loss stuck at its collapsed value, accuracy@5 at chance).
+    mining: str = "batch_all"
+    margin: float = 0.2  # (batch_all, batch_hard, semi_hard)
+    shop_views: int = 0  # of the views, how many are augmented shop photos even in street variants
+    num_processes: int = 1  # TorchDistributor processes; 1 = train in the driver's process
+    local_mode: bool = True  # TorchDistributor local_mode (processes on the driver) vs barrier tasks
+    use_gpu: bool = False
+    threads: int = 2  # torch threads per training process / inference task
+    feed: str = "arrow"  # arrow | petastorm
+    model: str = ""  # embed_images: models/visual/<variant>/<version>; empty = street's latest
+    index_shards: int = 2  # embed_images: shards of the image index
+    grid_queries: int = 8  # evaluate_visual: query rows in the example grid
+
+
+@dataclass
 class TrackingConfig:
     """MLflow tracking of every stage (retrieval.tracking)."""
 
@@ -290,6 +328,7 @@ class Config:
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ltr: LtrConfig = field(default_factory=LtrConfig)
+    visual: VisualSection = field(default_factory=VisualSection)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
@@ -442,6 +481,30 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"ranker.losses must name losses among {list(RANKING_LOSSES)}; got {rk.losses}")
     if rk.rerank_k < 2 or rk.xgb_workers < 1 or rk.num_processes < 1:
         raise ConfigError("need ranker.rerank_k >= 2, ranker.xgb_workers >= 1, ranker.num_processes >= 1")
+    _validate_visual(cfg)
+
+
+def _validate_visual(cfg: Config) -> None:
+    from retrieval.visual.train import VARIANTS
+
+    v = cfg.visual
+    unknown = [x for x in v.variants if x not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"visual.variants: unknown {unknown}; known: {sorted(VARIANTS)}")
+    if v.mining not in ("batch_all", "batch_hard", "batch_hard_soft", "semi_hard"):
+        raise ConfigError(
+            f"visual.mining must be batch_all, batch_hard, batch_hard_soft or semi_hard; got {v.mining!r}"
+        )
+    if not 0 <= v.shop_views <= v.views:
+        raise ConfigError(f"need 0 <= visual.shop_views <= visual.views; got {v.shop_views}, {v.views}")
+    if not 0.0 < v.test_share < 1.0:
+        raise ConfigError(f"visual.test_share must be in (0, 1); got {v.test_share}")
+    if v.size < 16 or v.size % 8:
+        raise ConfigError(f"visual.size must be a multiple of 8 and >= 16; got {v.size}")
+    if bool(v.images) != bool(v.catalog):
+        raise ConfigError("visual.images and visual.catalog go together (a directory of photos and its CSV)")
+    if v.feed not in ("arrow", "petastorm"):
+        raise ConfigError(f"visual.feed must be arrow or petastorm; got {v.feed!r}")
 
 
 def to_yaml(cfg: Config) -> str:

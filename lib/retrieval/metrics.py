@@ -32,6 +32,9 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "precompute_recs": ("offers", "offers_with_recs", "k", "recall_at_20_test_pairs", "catalog_coverage"),
     "train_ranker": ("ndcg_at_10", "ndcg_at_10_labels", "mrr"),
     "evaluate": ("report", "stages_reported"),
+    "visual_pairs": ("images", "products", "test_queries", "quarantined"),
+    "train_visual": ("variants",),
+    "embed_images": ("images_embedded", "model_version", "shards"),
     "evaluate_visual": ("accuracy_at_5", "accuracy_at_1", "ablations"),
 }
 

@@ -177,6 +177,38 @@ TRUTH_OFFER_PRODUCT = Contract(
 TRUTH_RELEVANCE = Contract(
     "truth/relevance", _c("query_id string, offer_id bigint, grade int"), producer="generate"
 )
+VISUAL_IMAGES = Contract(
+    "visual/images",
+    _c("image_id bigint, label bigint, split string, source string, image binary"),
+    producer="visual_pairs",
+    description="the filtered, de-duplicated catalogue photos (PNG, visual.size square); label = product",
+)
+VISUAL_QUARANTINE = Contract(
+    "visual/quarantine",
+    _c("image_id bigint, label bigint?, source string?, reason string"),
+    producer="visual_pairs",
+    description="catalogue photos left out: unreadable, blank, no_object, duplicate_of:<kept image_id>",
+)
+VISUAL_GROUPS = Contract(
+    "visual/train_groups",
+    _c(
+        "label bigint, shop array<binary>, street_seamless_natural array<binary>, "
+        "street_seamless_uniform array<binary>, street_blur_natural array<binary>, street_blur_uniform array<binary>"
+    ),
+    producer="visual_pairs",
+    description="one row per training product: its shop photos and synthetic street photos per style",
+)
+VISUAL_QUERIES = Contract(
+    "visual/test_queries",
+    _c("label bigint, image_id bigint, image binary"),
+    producer="visual_pairs",
+    description="one synthetic street photo (JPEG) per held-out product, made from its shop photo image_id",
+)
+VISUAL_EMBEDDINGS = Contract(
+    "visual/embeddings",
+    _c("image_id bigint, label bigint, split string, vector array<float>, model_version string"),
+    producer="embed_images",
+)
 TRUTH_EXAMINATION = Contract("truth/examination", _c("position int, probability double"), producer="generate")
 
 
@@ -203,6 +235,11 @@ CONTRACTS: dict[str, Contract] = {
         TRUTH_OFFER_PRODUCT,
         TRUTH_RELEVANCE,
         TRUTH_EXAMINATION,
+        VISUAL_IMAGES,
+        VISUAL_QUARANTINE,
+        VISUAL_GROUPS,
+        VISUAL_QUERIES,
+        VISUAL_EMBEDDINGS,
         quarantine("offers"),
         quarantine("events"),
     )

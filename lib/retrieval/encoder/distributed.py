@@ -95,6 +95,12 @@ def start_process(use_gpu: bool, threads: int, seed: int) -> tuple[int, int, int
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if not logging.getLogger().handlers:  # a launched process (torchrun, TorchDistributor): show progress
+        logging.basicConfig(
+            level=logging.INFO,
+            format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+        )
     cuda = use_gpu and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(local_rank)

@@ -1,0 +1,114 @@
+"""The visual-search stages on the tiny marketplace (and on real photos when ../shared has them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, TEST_CONFIG, make_config
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+REAL = REPO.parent / "shared" / "data" / "fashion_products"
+
+
+@pytest.fixture(scope="module")
+def visual(
+    spark: Any, marketplace: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    from jobs import embed_images, evaluate_visual, train_visual, visual_pairs
+    from retrieval.cli import run_stage
+
+    results = tmp_path_factory.mktemp("results")
+    cfg = make_config(marketplace["root"], f"visual.results_dir={results}", "visual.name=tiny")
+    out = {"cfg": cfg, "results": results}
+    for name, job in (
+        ("visual_pairs", visual_pairs),
+        ("train_visual", train_visual),
+        ("embed_images", embed_images),
+        ("evaluate_visual", evaluate_visual),
+    ):
+        out[name] = run_stage(spark, cfg, name, job.run, TEST_CONFIG)
+    return out
+
+
+def test_pairs_split_by_product_filter_and_dedup(spark: Any, visual: dict[str, Any]) -> None:
+    from pyspark.sql import functions as F
+
+    from retrieval import tables
+    from retrieval.spark_tables import read_table
+
+    root = visual["cfg"].paths.root
+    images = read_table(spark, root, tables.VISUAL_IMAGES)
+    train = {r["label"] for r in images.where(F.col("split") == "train").select("label").distinct().collect()}
+    test = {r["label"] for r in images.where(F.col("split") == "test").select("label").distinct().collect()}
+    assert train and test and not train & test
+    groups = {r["label"] for r in read_table(spark, root, tables.VISUAL_GROUPS).select("label").collect()}
+    queries = {r["label"] for r in read_table(spark, root, tables.VISUAL_QUERIES).select("label").collect()}
+    assert groups == train and queries == test
+    vp = visual["visual_pairs"]
+    assert vp["products"] == {"train": len(train), "test": len(test)}
+    assert len(train | test) == visual["cfg"].visual.max_products
+    # offers that show the same photo are quarantined as duplicates of a photo that was kept
+    q = read_table(spark, root, tables.VISUAL_QUARANTINE)
+    dups = q.where(F.col("reason").startswith("duplicate_of:")).collect()
+    assert dups and vp["quarantined"]["duplicate_of"] == len(dups)
+    kept = {r["image_id"] for r in images.select("image_id").collect()}
+    assert all(int(r["reason"].split(":")[1]) in kept for r in dups)
+    assert not kept & {r["image_id"] for r in dups}
+
+
+def test_street_photos_are_the_same_on_a_rerun(spark: Any, visual: dict[str, Any]) -> None:
+    from jobs import visual_pairs
+    from retrieval import tables
+    from retrieval.cli import run_stage
+    from retrieval.spark_tables import read_table
+
+    root = visual["cfg"].paths.root
+
+    def snapshot() -> dict[int, bytes]:
+        return {r["label"]: r["image"] for r in read_table(spark, root, tables.VISUAL_QUERIES).collect()}
+
+    before = snapshot()
+    run_stage(spark, visual["cfg"], "visual_pairs", visual_pairs.run, TEST_CONFIG)
+    assert snapshot() == before
+
+
+def test_train_embed_and_evaluate(visual: dict[str, Any]) -> None:
+    from retrieval.metrics import missing_keys, read_stage_metrics
+
+    tv, ev, ei = visual["train_visual"], visual["evaluate_visual"], visual["embed_images"]
+    assert set(tv["models"]) == set(visual["cfg"].visual.variants)
+    assert all(os.path.exists(os.path.join(p, "state_dict.pt")) for p in tv["models"].values())
+    assert not missing_keys(
+        "evaluate_visual", read_stage_metrics(visual["cfg"].paths.root, "evaluate_visual")
+    )
+    assert set(ev["accuracy_at_5"]) == {"pixels", "histogram", "untrained", "shop_only", "street"}
+    assert set(ev["ablations"]) == {"seamless", "blur", "natural_bg", "uniform_bg"}
+    assert all(0.0 <= x <= 1.0 for x in ev["accuracy_at_5"].values())
+    assert all(ev["accuracy_at_1"][m] <= ev["accuracy_at_5"][m] for m in ev["accuracy_at_1"])
+    assert Path(ev["examples"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the sharded image index finds what exact search finds (a Flat index at this size)
+    assert ei["accuracy_at_5_index"] == pytest.approx(ei["accuracy_at_5_exact"], abs=1e-9)
+    assert ei["accuracy_at_5_exact"] == pytest.approx(ev["accuracy_at_5"]["street"], abs=1e-9)
+    bench = json.loads((visual["results"] / "tiny.json").read_text())
+    assert bench["accuracy_at_5"] == ev["accuracy_at_5"] and bench["queries"] == ev["queries"]
+
+
+@pytest.mark.skipif(not REAL.exists(), reason=f"real photos not found at {REAL} (../shared/data is optional)")
+def test_real_photos_through_the_catalogue_path(spark: Any, tmp_path: Path) -> None:
+    from jobs import visual_pairs
+    from retrieval.cli import run_stage
+
+    cfg = make_config(
+        tmp_path,
+        f"visual.images={REAL / 'images'}",
+        f"visual.catalog={REAL / 'catalog.csv'}",
+        "visual.max_products=80",
+    )
+    out = run_stage(spark, cfg, "visual_pairs", visual_pairs.run, TEST_CONFIG)
+    assert out["images"] + sum(out["quarantined"].values()) == 80
+    assert out["products"]["train"] > 30 and out["products"]["test"] > 10
