@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from pyspark.sql import functions as F
 
+from jobs import visual_pairs
 from retrieval import storage, tables
 from retrieval.artifacts import visual_models
 from retrieval.cli import job_main
@@ -91,6 +92,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     import torch
 
     root, v = cfg.paths.root, cfg.visual
+    visual_pairs.ensure_pairs(spark, cfg)  # a new gallery: its pairs first
     gallery = read_table(spark, root, tables.VISUAL_IMAGES).where(F.col("split") == "test").cache()
     # one query per product: the product is the query's id
     queries = read_table(spark, root, tables.VISUAL_QUERIES).select(

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 from typing import Any
 
+from jobs import visual_pairs
 from retrieval import storage, tables
 from retrieval.artifacts import content_version, model_dir
 from retrieval.cli import job_main
@@ -87,6 +88,7 @@ def train_one(spark: Any, cfg: Config, variant: str, groups_uri: str, n_groups: 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root, v = cfg.paths.root, cfg.visual
+    visual_pairs.ensure_pairs(spark, cfg)  # a new gallery: its pairs first
     groups = read_table(spark, root, tables.VISUAL_GROUPS)
     n_groups = groups.count()
     if n_groups < v.batch_products:

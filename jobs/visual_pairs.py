@@ -16,6 +16,7 @@ visual/test_queries.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import functions as F
@@ -25,6 +26,32 @@ from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.spark_tables import read_table, write_table
 from retrieval.visual import spark_visual as sv
+
+log = logging.getLogger(__name__)
+
+
+def gallery_signature(cfg: Config) -> dict[str, Any]:
+    """What decides the visual tables: the gallery and every setting visual_pairs uses."""
+    v = cfg.visual
+    keys = ("images", "catalog", "size", "max_products", "test_share", "per_style", "max_rms")
+    return {**{k: getattr(v, k) for k in keys}, "seed": cfg.seed}
+
+
+def ensure_pairs(spark: Any, cfg: Config) -> bool:
+    """Runs visual_pairs first when the tables under the root were not made from this gallery and these
+    settings (so `train_visual` and `evaluate_visual` are one command each on a new gallery); True if it ran."""
+    from retrieval.cli import run_stage
+    from retrieval.metrics import read_stage_metrics
+
+    try:
+        made = read_stage_metrics(cfg.paths.root, "visual_pairs").get("gallery")
+    except FileNotFoundError:
+        made = None
+    if made == gallery_signature(cfg):
+        return False
+    log.info("visual tables under %s were made from %s: running visual_pairs first", cfg.paths.root, made)
+    run_stage(spark, cfg, "visual_pairs", run)
+    return True
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -51,8 +78,12 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
 
     images = read_table(spark, root, tables.VISUAL_IMAGES)
     parts = sv.default_partitions(spark)
+    # round-robin into as many files as training processes need (a feed gives each rank whole files)
+    files = max(4, 2 * v.num_processes)
     groups_uri = write_table(
-        sv.train_groups(images, cfg.seed, v.per_style, v.size, parts), root, tables.VISUAL_GROUPS
+        sv.train_groups(images, cfg.seed, v.per_style, v.size, parts).repartition(files),
+        root,
+        tables.VISUAL_GROUPS,
     )
     queries_uri = write_table(sv.test_queries(images, cfg.seed, v.size, parts), root, tables.VISUAL_QUERIES)
 
@@ -75,6 +106,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     train, test = counts.get("train", (0, 0)), counts.get("test", (0, 0))
     street = n_groups * 4 * v.per_style
     return {
+        "gallery": gallery_signature(cfg),
         "images": train[0] + test[0],
         "products": {"train": train[1], "test": test[1]},
         "gallery_images": test[0],

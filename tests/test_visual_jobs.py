@@ -112,3 +112,51 @@ def test_real_photos_through_the_catalogue_path(spark: Any, tmp_path: Path) -> N
     out = run_stage(spark, cfg, "visual_pairs", visual_pairs.run, TEST_CONFIG)
     assert out["images"] + sum(out["quarantined"].values()) == 80
     assert out["products"]["train"] > 30 and out["products"]["test"] > 10
+
+
+def test_train_visual_in_torchdistributor_processes(spark: Any, visual: dict[str, Any]) -> None:
+    """The same training in two TorchDistributor processes (DDP, gloo), each reading half the groups."""
+    from jobs import train_visual
+    from retrieval.cli import run_stage
+
+    cfg = make_config(
+        visual["cfg"].paths.root,
+        "visual.variants=[street]",
+        "visual.num_processes=2",
+        "visual.epochs=1",
+        "visual.threads=1",
+    )
+    out = run_stage(spark, cfg, "train_visual", train_visual.run, TEST_CONFIG)
+    street = out["variants"]["street"]
+    assert street["world"] == 2 and len(street["history"]) == 1
+    assert os.path.exists(os.path.join(out["models"]["street"], "state_dict.pt"))
+
+
+def test_evaluate_on_a_new_gallery_is_one_command(spark: Any, visual: dict[str, Any], tmp_path: Path) -> None:
+    """A gallery in the catalogue format that the models never saw: evaluate_visual makes its pairs
+    first (every product held out) and scores the trained models on it. Runs last: it replaces the
+    fixture's visual tables."""
+    from jobs import evaluate_visual
+    from retrieval.cli import run_stage
+    from retrieval.visual.images import encode
+    from retrieval.visual.render import render
+
+    gallery = tmp_path / "photos"
+    gallery.mkdir()
+    lines = ["image,id,productDisplayName"]
+    for i in range(40):
+        (gallery / f"{900 + i}.png").write_bytes(encode(render(10_000 + 37 * i, 0, 48)))
+        lines.append(f"photos/{900 + i}.png,{900 + i},product {i}")
+    (tmp_path / "catalog.csv").write_text("\n".join(lines) + "\n")
+    cfg = make_config(
+        visual["cfg"].paths.root,
+        f"visual.images={gallery}",
+        f"visual.catalog={tmp_path / 'catalog.csv'}",
+        "visual.test_share=1.0",
+        f"visual.results_dir={visual['results']}",
+        "visual.name=new_gallery",
+    )
+    out = run_stage(spark, cfg, "evaluate_visual", evaluate_visual.run, TEST_CONFIG)
+    assert out["queries"] == 40 and out["gallery_images"] == 40
+    assert {"pixels", "histogram", "untrained", "street"} <= set(out["accuracy_at_5"])
+    assert json.loads((visual["results"] / "new_gallery.json").read_text())["queries"] == 40

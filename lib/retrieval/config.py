@@ -273,7 +273,9 @@ class VisualSection:
     results_dir: str = "benchmarks/results"
     size: int = 64  # images are resized to size x size
     max_products: int = 1200  # products used (train + test), a hash sample; 0 = all
-    test_share: float = 0.3  # share of products held out (queries and gallery); split by product
+    test_share: float = (
+        0.3  # share of products held out (queries and gallery), by product; 1 = a gallery only to evaluate on
+    )
     per_style: int = 1  # synthetic street photos per training product and style (4 styles)
     max_rms: float = 0.01  # near-duplicate threshold (RMS difference of 8x8 colour thumbnails)
     variants: list[str] = field(
@@ -497,8 +499,8 @@ def _validate_visual(cfg: Config) -> None:
         )
     if not 0 <= v.shop_views <= v.views:
         raise ConfigError(f"need 0 <= visual.shop_views <= visual.views; got {v.shop_views}, {v.views}")
-    if not 0.0 < v.test_share < 1.0:
-        raise ConfigError(f"visual.test_share must be in (0, 1); got {v.test_share}")
+    if not 0.0 < v.test_share <= 1.0:
+        raise ConfigError(f"visual.test_share must be in (0, 1]; got {v.test_share}")
     if v.size < 16 or v.size % 8:
         raise ConfigError(f"visual.size must be a multiple of 8 and >= 16; got {v.size}")
     if bool(v.images) != bool(v.catalog):
