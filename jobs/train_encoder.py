@@ -22,7 +22,7 @@ from retrieval import storage, tables
 from retrieval.artifacts import content_version, model_dir
 from retrieval.cli import job_main
 from retrieval.config import Config
-from retrieval.encoder.distributed import TrainArgs, train_worker
+from retrieval.encoder.distributed import TrainArgs, launch, train_worker
 from retrieval.encoder.features import Vocab
 from retrieval.encoder.model import EncoderConfig, load
 from retrieval.encoder.spark_encoder import featurize_offers, training_examples
@@ -84,13 +84,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         )
     )
     if t.num_processes > 1:
-        from pyspark.ml.torch.distributor import TorchDistributor
-
         for attempt in range(t.retries + 1):
             try:
-                trained = TorchDistributor(
-                    num_processes=t.num_processes, local_mode=t.local_mode, use_gpu=t.use_gpu
-                ).run(train_worker, args)
+                trained = launch(train_worker, args, t.num_processes, t.local_mode, t.use_gpu)
                 break
             except (
                 RuntimeError

@@ -27,6 +27,7 @@ from retrieval import storage, tables
 from retrieval.artifacts import content_version, encoder_dir, model_dir
 from retrieval.cli import job_main
 from retrieval.config import Config
+from retrieval.encoder.distributed import launch
 from retrieval.ranking.spark_ranker import (
     BASELINES,
     FIRST_STAGE,
@@ -215,14 +216,7 @@ def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
                 threads=t.threads,
             )
         )
-        if rk.num_processes > 1:
-            from pyspark.ml.torch.distributor import TorchDistributor
-
-            result = TorchDistributor(
-                num_processes=rk.num_processes, local_mode=t.local_mode, use_gpu=t.use_gpu
-            ).run(train_worker, args)
-        else:
-            result = train_worker(args)
+        result = launch(train_worker, args, rk.num_processes, t.local_mode, t.use_gpu)
         trained[name] = {**result, "model": out_dir, "loss": loss, "ips": ips}
         bc = broadcast_model(spark, load(out_dir))  # (token, state bytes, config): any model with a cfg
         scored = score_slates(scored, bc, name, rk.rerank_k, 1)

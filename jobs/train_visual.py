@@ -23,6 +23,7 @@ from retrieval import storage, tables
 from retrieval.artifacts import content_version, model_dir
 from retrieval.cli import job_main
 from retrieval.config import Config
+from retrieval.encoder.distributed import launch
 from retrieval.spark_tables import read_table
 from retrieval.visual.model import VisualConfig
 from retrieval.visual.train import VisualArgs, train_worker
@@ -75,14 +76,7 @@ def train_one(spark: Any, cfg: Config, variant: str, groups_uri: str, n_groups: 
             progress_s=cfg.train.progress_s,
         )
     )
-    if v.num_processes > 1:
-        from pyspark.ml.torch.distributor import TorchDistributor
-
-        trained = TorchDistributor(
-            num_processes=v.num_processes, local_mode=v.local_mode, use_gpu=v.use_gpu
-        ).run(train_worker, args)
-    else:
-        trained = train_worker(args)
+    trained = launch(train_worker, args, v.num_processes, v.local_mode, v.use_gpu)
     return {**trained, "model_dir": out_dir, "version": version}
 
 

@@ -85,6 +85,52 @@ def resume_checkpoint(
     return int(state["epoch"]) + 1, json.loads(state["history"])
 
 
+def end_epoch(
+    model_dir: str,
+    epoch: int,
+    model: Any,
+    optimizers: list[Any],
+    history: list[Any],
+    args: dict[str, Any],
+    rank: int,
+) -> None:
+    """Rank 0 writes the epoch's checkpoint; every rank waits for it (a resume then finds it)."""
+    import torch.distributed as dist
+
+    if rank == 0:
+        save_checkpoint(model_dir, epoch, model, optimizers, history, args)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def finish(rank: int, save_final: Any) -> None:
+    """Rank 0 saves the final model (``save_final()``); then the process group closes on every rank."""
+    import torch.distributed as dist
+
+    if rank == 0:
+        save_final()
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def launch(
+    worker: Any, args: dict[str, Any], num_processes: int, local_mode: bool, use_gpu: bool
+) -> dict[str, Any]:
+    """Runs a training worker in ``num_processes`` TorchDistributor processes (local, or barrier tasks on
+    the executors), or in this process when there is one."""
+    if num_processes <= 1:
+        out = worker(args)
+    else:
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
+        out = distributor.run(worker, args)
+    if not isinstance(out, dict):
+        raise RuntimeError(f"the training processes returned {type(out).__name__}, not their summary")
+    return out
+
+
 def start_process(use_gpu: bool, threads: int, seed: int) -> tuple[int, int, int, str]:
     """Sets up one training process from the launcher's environment (TorchDistributor, torchrun):
     its device, torch threads and seed (the same initial weights on every rank; DDP also broadcasts
@@ -158,17 +204,13 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
                 "examples_per_s": round(float(totals[1]) * a.batch_size / float(seconds[0]), 1),
             }
         )
-        if rank == 0:
-            save_checkpoint(a.model_dir, epoch, model, optimizers, history, args)
-        if distributed:
-            dist.barrier()
-    if rank == 0:
-        save(
+        end_epoch(a.model_dir, epoch, model, optimizers, history, args, rank)
+    finish(
+        rank,
+        lambda: save(
             model.cpu(),
             a.model_dir,
             {"train": {k: v for k, v in args.items() if k != "encoder"}, "history": history},
-        )
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        ),
+    )
     return {"history": history, "world": world, "feed": a.feed, "steps_per_epoch": feed.steps}

@@ -118,7 +118,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from retrieval.encoder.distributed import resume_checkpoint, save_checkpoint, start_process
+    from retrieval.encoder.distributed import end_epoch, finish, resume_checkpoint, start_process
     from retrieval.encoder.feed import ArrowFeed, PetastormFeed
     from retrieval.visual.model import ImageEncoder, VisualConfig
 
@@ -174,15 +174,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
                 "images_per_s": round(images / float(seconds[0]), 1),
             }
         )
-        if rank == 0:
-            save_checkpoint(a.model_dir, epoch, model, [opt], history, args)
-        if distributed:
-            dist.barrier()
-    if rank == 0:
-        save(model.cpu(), a.model_dir, {"variant": a.variant, "history": history})
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+        end_epoch(a.model_dir, epoch, model, [opt], history, args, rank)
+    finish(rank, lambda: save(model.cpu(), a.model_dir, {"variant": a.variant, "history": history}))
     return {"history": history, "world": world, "feed": a.feed, "steps_per_epoch": feed.steps}
 
 
