@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +143,10 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     )
     start, history = resume_checkpoint(a.model_dir, model, [opt], device, rank) if a.resume else (0, [])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, a.epochs * feed.steps))
-    for _ in range(start * feed.steps):
-        sched.step()
+    with warnings.catch_warnings():  # resuming: the schedule catches up with the epochs done
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(start * feed.steps):
+            sched.step()
     for epoch in range(start, a.epochs):
         model.train()
         t0, losses = time.perf_counter(), []
