@@ -437,7 +437,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         ("examples", lambda: examples_section(spark, cfg, m)),
     ]
     sections = []
-    with Progress("report", len(builders), "sections", every_s=10.0) as progress:
+    with Progress("report", len(builders), "sections", every_s=cfg.train.progress_s) as progress:
         for name, build in builders:
             sections.append(build())
             progress.update(1, last=name)

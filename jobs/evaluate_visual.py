@@ -41,6 +41,33 @@ BASELINES = ("pixels", "histogram", "untrained")
 ABLATIONS = ("seamless", "blur", "natural_bg", "uniform_bg")
 
 
+def check_models_unseen(cfg: Config) -> None:
+    """The trained models must not have seen the products they are scored on: either they were trained
+    on exactly this gallery's training split (same gallery, split and settings), or on another gallery.
+
+    Raises:
+        ValueError: the models were trained on another split of this same gallery, or at another size.
+    """
+    from retrieval.metrics import read_stage_metrics
+
+    if not visual_models(cfg.paths.root):
+        return
+    trained = read_stage_metrics(cfg.paths.root, "train_visual").get("gallery") or {}
+    now = visual_pairs.gallery_signature(cfg)
+    if trained.get("size") not in (None, now["size"]):
+        raise ValueError(
+            f"the models were trained at visual.size={trained['size']}, not {now['size']}: retrain"
+        )
+    same_gallery = (trained.get("images"), trained.get("catalog")) == (now["images"], now["catalog"])
+    split = ("max_products", "test_share", "seed")
+    if same_gallery and any(trained.get(k) != now[k] for k in split):
+        raise ValueError(
+            "the models were trained on another split of this gallery "
+            f"({ {k: trained.get(k) for k in split} } vs { {k: now[k] for k in split} }): its test products "
+            "may be training products; run train_visual with these settings, or evaluate on another gallery"
+        )
+
+
 def reproduce_command(cfg: Config) -> str:
     """The commands that made a benchmark file: the visual stages with every non-default visual setting."""
     import dataclasses
@@ -93,6 +120,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
 
     root, v = cfg.paths.root, cfg.visual
     visual_pairs.ensure_pairs(spark, cfg)  # a new gallery: its pairs first
+    check_models_unseen(cfg)
     gallery = read_table(spark, root, tables.VISUAL_IMAGES).where(F.col("split") == "test").cache()
     # one query per product: the product is the query's id
     queries = read_table(spark, root, tables.VISUAL_QUERIES).select(

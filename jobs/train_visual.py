@@ -85,10 +85,10 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     visual_pairs.ensure_pairs(spark, cfg)  # a new gallery: its pairs first
     groups = read_table(spark, root, tables.VISUAL_GROUPS)
     n_groups = groups.count()
-    if n_groups < v.batch_products:
+    if n_groups < v.batch_products * v.num_processes:
         raise ValueError(
-            f"{n_groups} training products but visual.batch_products={v.batch_products}: "
-            "lower the batch or use more products (visual.max_products)"
+            f"{n_groups} training products but visual.batch_products={v.batch_products} on each of "
+            f"{v.num_processes} process(es): lower the batch or use more products (visual.max_products)"
         )
     groups_uri = tables.path(root, tables.VISUAL_GROUPS)
     results = {}
@@ -103,6 +103,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             f"{last['images_per_s']:,.0f} images/s on {r['world']} process(es) -> {r['model_dir']}"
         )
     return {
+        "gallery": visual_pairs.gallery_signature(
+            cfg
+        ),  # what the models were trained on (evaluate checks it)
         "variants": {
             k: {"version": r["version"], "history": r["history"], "world": r["world"]}
             for k, r in results.items()

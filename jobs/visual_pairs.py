@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 def gallery_signature(cfg: Config) -> dict[str, Any]:
     """What decides the visual tables: the gallery and every setting visual_pairs uses."""
     v = cfg.visual
-    keys = ("images", "catalog", "size", "max_products", "test_share", "per_style", "max_rms")
+    keys = (
+        "images",
+        "catalog",
+        "size",
+        "max_products",
+        "test_share",
+        "per_style",
+        "max_rms",
+        "num_processes",
+    )
     return {**{k: getattr(v, k) for k in keys}, "seed": cfg.seed}
 
 

@@ -160,3 +160,44 @@ def test_evaluate_on_a_new_gallery_is_one_command(spark: Any, visual: dict[str, 
     assert out["queries"] == 40 and out["gallery_images"] == 40
     assert {"pixels", "histogram", "untrained", "street"} <= set(out["accuracy_at_5"])
     assert json.loads((visual["results"] / "new_gallery.json").read_text())["queries"] == 40
+
+
+def test_offers_without_a_usable_photo_are_quarantined_with_a_reason(spark: Any) -> None:
+    from retrieval.visual import spark_visual as sv
+
+    offers = spark.createDataFrame(
+        [
+            (1, "synth://img/00000000000000aa/0", False),
+            (2, None, False),
+            (3, "https://x/y.jpg", None),
+            (4, None, True),
+        ],
+        "offer_id bigint, image_ref string, deleted boolean",
+    )
+    ok, bad = sv.synthetic_sources(offers)
+    assert [(r["image_id"], r["label"]) for r in ok.collect()] == [(1, 0xA)]
+    assert sorted((r["image_id"], r["reason"]) for r in bad.collect()) == [
+        (2, "no_image"),
+        (3, "unsupported_image_ref"),
+    ]
+
+
+def test_evaluation_refuses_models_trained_on_another_split_of_the_gallery(tmp_path: Path) -> None:
+    from jobs.evaluate_visual import check_models_unseen
+    from jobs.visual_pairs import gallery_signature
+    from retrieval import storage
+    from retrieval.metrics import metrics_path
+
+    cfg = make_config(tmp_path)
+    storage.write_json_atomic(
+        metrics_path(str(tmp_path), "train_visual"),
+        {"models": {"street": "m"}, "gallery": gallery_signature(cfg)},
+    )
+    check_models_unseen(cfg)  # trained on this very split: fine
+    check_models_unseen(
+        make_config(tmp_path, "visual.images=/other", "visual.catalog=/other.csv")
+    )  # other gallery
+    with pytest.raises(ValueError, match="another split of this gallery"):
+        check_models_unseen(make_config(tmp_path, "visual.test_share=1.0"))
+    with pytest.raises(ValueError, match=r"visual\.size"):
+        check_models_unseen(make_config(tmp_path, "visual.size=48"))

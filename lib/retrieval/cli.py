@@ -69,6 +69,7 @@ def run_stage(
         raise
     result = {**result, "seconds": t["seconds"]}
     result["metrics_path"] = metrics_mod.write_stage_metrics(cfg, stage, result, source)
+    result["config"] = metrics_mod.config_path(cfg.paths.root, stage)
     result["tracking_run"] = tracker.log_stage(stage, result, source)
     return result
 

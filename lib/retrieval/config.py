@@ -501,8 +501,10 @@ def _validate_visual(cfg: Config) -> None:
         raise ConfigError(f"need 0 <= visual.shop_views <= visual.views; got {v.shop_views}, {v.views}")
     if not 0.0 < v.test_share <= 1.0:
         raise ConfigError(f"visual.test_share must be in (0, 1]; got {v.test_share}")
-    if v.size < 16 or v.size % 8:
-        raise ConfigError(f"visual.size must be a multiple of 8 and >= 16; got {v.size}")
+    if v.size < 16 or v.size % 16:
+        raise ConfigError(
+            f"visual.size must be a multiple of 16 (the pixel baseline's 16x16 grid); got {v.size}"
+        )
     if bool(v.images) != bool(v.catalog):
         raise ConfigError("visual.images and visual.catalog go together (a directory of photos and its CSV)")
     if v.feed not in ("arrow", "petastorm"):

@@ -9,6 +9,7 @@ the driver.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ def synthetic_sources(offers: DataFrame) -> tuple[DataFrame, DataFrame]:
     from pyspark.sql import functions as F
 
     live = offers.where(~F.coalesce(F.col("deleted"), F.lit(False)))
-    key = F.regexp_extract("image_ref", r"^synth://img/([0-9a-f]{16})/\d+$", 1)
+    key = F.coalesce(F.regexp_extract("image_ref", r"^synth://img/([0-9a-f]{16})/\d+$", 1), F.lit(""))
     rows = live.select(
         F.col("offer_id").alias("image_id"), F.col("image_ref").alias("source"), key.alias("key")
     )
@@ -58,6 +59,14 @@ def catalog_sources(spark: SparkSession, images: str, catalog: str) -> DataFrame
     missing = [c for c in ("image", "id") if c not in df.columns]
     if missing:
         raise ValueError(f"{catalog}: the catalogue needs columns image and id; missing {missing}")
+    bad_ids = (
+        df.where(F.col("id").isNull() | F.col("id").cast("bigint").isNull()).select("id", "image").limit(5)
+    )
+    bad = bad_ids.collect()
+    if bad:
+        raise ValueError(
+            f"{catalog}: ids must be integers (one product per row); e.g. {[tuple(r) for r in bad]}"
+        )
     base = storage.to_uri(images).rstrip("/")
     return df.select(
         F.col("id").cast("bigint").alias("image_id"),
@@ -105,6 +114,11 @@ def load_images(sources: DataFrame, size: int) -> DataFrame:
             thumbs: list[list[float] | None] = []
             reasons: list[str | None] = []
             for src in df["source"]:
+                if not isinstance(src, str) or not src:
+                    images.append(None)
+                    thumbs.append(None)
+                    reasons.append("no_image")
+                    continue
                 try:
                     img = load_image(src, size)
                 except (ValueError, OSError) as e:
@@ -183,7 +197,9 @@ def dedup(loaded: DataFrame, max_rms: float) -> tuple[DataFrame, DataFrame, dict
     marked = loaded.withColumn("first", first)
     same_source = marked.where(F.col("image_id") != F.col("first"))
     distinct = marked.where(F.col("image_id") == F.col("first")).drop("first")
-    dup = groups(duplicate_pairs(distinct, max_rms))
+    # ~32 images per bucket at any catalogue size (a bucket's exact check is quadratic in its size)
+    bits = max(12, math.ceil(math.log2(max(distinct.count(), 1) / 32)))
+    dup = groups(duplicate_pairs(distinct, max_rms, bits=bits))
     spark = loaded.sparkSession
     dup_df = spark.createDataFrame([(int(a), int(b)) for a, b in dup.items()], "image_id bigint, kept bigint")
     # a photo shown under several offers: it maps to the first offer, which may itself be a near-duplicate
@@ -298,6 +314,7 @@ def _worker_model(value: tuple[str, bytes, dict[str, Any]], device: str) -> Any:
     token, state, cfg = value
     key = f"{token}:{device}"
     if key not in _MODELS:
+        _MODELS.clear()  # one model per Python worker: the last broadcast's (evaluation walks through many)
         model = ImageEncoder(VisualConfig(**cfg))
         model.load_state_dict(torch.load(io.BytesIO(state), map_location=device, weights_only=True))
         _MODELS[key] = model.to(device).eval()
