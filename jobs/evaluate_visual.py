@@ -28,7 +28,7 @@ from jobs import visual_pairs
 from retrieval import storage, tables
 from retrieval.artifacts import visual_models
 from retrieval.cli import job_main
-from retrieval.config import Config
+from retrieval.config import Config, ConfigError
 from retrieval.metrics import read_stage_metrics
 from retrieval.ranking.metrics import bootstrap_interval
 from retrieval.spark_tables import read_table
@@ -46,7 +46,7 @@ def check_models_unseen(cfg: Config) -> None:
     on exactly this gallery's training split (same gallery, split and settings), or on another gallery.
 
     Raises:
-        ValueError: the models were trained on another split of this same gallery, or at another size.
+        ConfigError: the models were trained on another split of this same gallery, or at another size.
     """
     from retrieval.metrics import read_stage_metrics
 
@@ -55,13 +55,13 @@ def check_models_unseen(cfg: Config) -> None:
     trained = read_stage_metrics(cfg.paths.root, "train_visual").get("gallery") or {}
     now = visual_pairs.gallery_signature(cfg)
     if trained.get("size") not in (None, now["size"]):
-        raise ValueError(
+        raise ConfigError(
             f"the models were trained at visual.size={trained['size']}, not {now['size']}: retrain"
         )
     same_gallery = (trained.get("images"), trained.get("catalog")) == (now["images"], now["catalog"])
     split = ("max_products", "test_share", "seed")
     if same_gallery and any(trained.get(k) != now[k] for k in split):
-        raise ValueError(
+        raise ConfigError(
             "the models were trained on another split of this gallery "
             f"({ {k: trained.get(k) for k in split} } vs { {k: now[k] for k in split} }): its test products "
             "may be training products; run train_visual with these settings, or evaluate on another gallery"

@@ -22,7 +22,7 @@ from jobs import visual_pairs
 from retrieval import storage, tables
 from retrieval.artifacts import content_version, model_dir
 from retrieval.cli import job_main
-from retrieval.config import Config
+from retrieval.config import Config, ConfigError
 from retrieval.encoder.distributed import launch
 from retrieval.spark_tables import read_table
 from retrieval.visual.model import VisualConfig
@@ -86,7 +86,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     groups = read_table(spark, root, tables.VISUAL_GROUPS)
     n_groups = groups.count()
     if n_groups < v.batch_products * v.num_processes:
-        raise ValueError(
+        raise ConfigError(
             f"{n_groups} training products but visual.batch_products={v.batch_products} on each of "
             f"{v.num_processes} process(es): lower the batch or use more products (visual.max_products)"
         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval import storage
+from retrieval.spark_tables import TableError
 from retrieval.visual.filtering import groups
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def catalog_sources(spark: SparkSession, images: str, catalog: str) -> DataFrame
     df = spark.read.option("header", True).csv(storage.to_uri(catalog))
     missing = [c for c in ("image", "id") if c not in df.columns]
     if missing:
-        raise ValueError(f"{catalog}: the catalogue needs columns image and id; missing {missing}")
+        raise TableError(f"{catalog}: the catalogue needs columns image and id; missing {missing}")
     bad_ids = (
         df.where(F.col("id").isNull() | F.col("id").cast("bigint").isNull()).select("id", "image").limit(5)
     )
