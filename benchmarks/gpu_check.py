@@ -5,7 +5,9 @@
 Trains for a few steps on random data of the pipeline's shapes and prints examples/s on CPU and on
 CUDA (when present), side by side: the DNN reranker (13 features + 64-d text vectors, slates of 120
 and 300 offers, NDCGLoss2++ and NeuralNDCG@10, MLP and self-attention) and the two-tower encoder
-(batch 1024 pairs, sampled softmax, dense embeddings on CUDA as train_encoder uses with nccl).
+(batch 1024 pairs, sampled softmax, dense embeddings on CUDA as train_encoder uses with nccl), and
+the image encoder (P x K = 32 x 4 images of 64x64 and 128x128, triplet loss with batch-all mining, the
+CPU width 16 and a GPU width 32).
 """
 
 from __future__ import annotations
@@ -87,6 +89,30 @@ def encoder_rate(device: str, steps: int) -> float:
     return steps * bsz / (time.perf_counter() - t0)
 
 
+def visual_rate(device: str, size: int, width: int, steps: int) -> float:
+    import torch
+
+    from retrieval.visual.model import ImageEncoder, VisualConfig, triplet_loss
+
+    torch.manual_seed(0)
+    model = ImageEncoder(VisualConfig(width=width, size=size)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    x = torch.rand(128, 3, size, size, device=device)
+    y = torch.arange(32, device=device).repeat_interleave(4)
+    for i in range(steps + 3):
+        if i == 3:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        loss = triplet_loss(model(x), y, 0.2, "batch_all")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * 128 / (time.perf_counter() - t0)
+
+
 def main() -> None:
     import torch
 
@@ -103,6 +129,10 @@ def main() -> None:
     print(json.dumps(out))
     for dev in devices:
         steps = a.steps if dev != "cpu" else a.cpu_steps
+        for size, width in ((64, 16), (64, 32), (128, 32)):
+            rate = visual_rate(dev, size, width, steps)
+            out[f"visual_{size}px_w{width}_images_per_s@{dev}"] = round(rate)
+            print(f"visual   {dev:<7} {size}px width {width:<3} {rate:>12,.0f} images/s", flush=True)
         rate = encoder_rate(dev, steps)
         out[f"encoder_examples_per_s@{dev}"] = round(rate)
         print(f"encoder  {dev:<7} {rate:>12,.0f} pairs/s", flush=True)
