@@ -23,6 +23,7 @@ from retrieval import storage, tables
 from retrieval.artifacts import content_version, visual_models
 from retrieval.cli import job_main
 from retrieval.config import Config
+from retrieval.encoder.spark_embed import broadcast_model
 from retrieval.index import shards as sh
 from retrieval.index.spark_index import sample_vectors, search_neighbours, write_shards
 from retrieval.spark_tables import read_table, write_table
@@ -50,7 +51,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     model = load(storage.local_path(path))
     version = os.path.basename(path.rstrip("/"))
     images = read_table(spark, root, tables.VISUAL_IMAGES)
-    bc = sv.broadcast_visual_model(spark, model)
+    bc = broadcast_model(spark, model)
     vectors = sv.featurize(
         images, "model", v.size, bc, threads=v.threads, use_gpu=v.use_gpu, keep=("image_id", "label", "split")
     ).withColumn("model_version", F.lit(version))

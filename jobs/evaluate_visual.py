@@ -29,6 +29,7 @@ from retrieval import storage, tables
 from retrieval.artifacts import visual_models
 from retrieval.cli import job_main
 from retrieval.config import Config, ConfigError
+from retrieval.encoder.spark_embed import broadcast_model
 from retrieval.metrics import read_stage_metrics
 from retrieval.ranking.metrics import bootstrap_interval
 from retrieval.spark_tables import read_table
@@ -140,7 +141,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed)
     for method in [*BASELINES[:2], *models]:
         t0 = time.perf_counter()
-        bc = sv.broadcast_visual_model(spark, models[method]) if method in models else None
+        bc = broadcast_model(spark, models[method]) if method in models else None
         kind = "model" if bc is not None else method
         g_ids, g_labels, g = sv.collect_vectors(sv.featurize(gallery, kind, v.size, bc, threads=v.threads))
         q_ids, q_labels, q = sv.collect_vectors(sv.featurize(queries, kind, v.size, bc, threads=v.threads))

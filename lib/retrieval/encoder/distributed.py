@@ -114,6 +114,20 @@ def finish(rank: int, save_final: Any) -> None:
         dist.destroy_process_group()
 
 
+def epoch_totals(values: list[float], seconds: float) -> tuple[list[float], float]:
+    """``values`` summed over every rank and the slowest rank's ``seconds``: the same figures on every
+    rank (a single process: returned as they are)."""
+    import torch
+    import torch.distributed as dist
+
+    totals = torch.tensor(values, dtype=torch.float64)
+    slowest = torch.tensor([seconds], dtype=torch.float64)
+    if dist.is_initialized():
+        dist.all_reduce(totals)
+        dist.all_reduce(slowest, op=dist.ReduceOp.MAX)
+    return totals.tolist(), float(slowest[0])
+
+
 def launch(
     worker: Any, args: dict[str, Any], num_processes: int, local_mode: bool, use_gpu: bool
 ) -> dict[str, Any]:
@@ -159,11 +173,9 @@ def start_process(use_gpu: bool, threads: int, seed: int) -> tuple[int, int, int
 
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of distributed training; returns a summary (identical on every rank)."""
-    import torch
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from retrieval.encoder.feed import ArrowFeed, PetastormFeed
+    from retrieval.encoder.feed import make_feed
     from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers, save
     from retrieval.encoder.train import CandidateQueue, train_step
 
@@ -174,8 +186,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     model = OfferTower(enc).to(device)
     net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
     optimizers = make_optimizers(model, a.lr)
-    feed_cls = PetastormFeed if a.feed == "petastorm" else ArrowFeed
-    feed = feed_cls(a.examples, a.batch_size, rank=rank, world=world, seed=a.seed)
+    feed = make_feed(a.feed, a.examples, a.batch_size, rank=rank, world=world, seed=a.seed)
     start = 0
     history: list[dict[str, float]] = []
     if a.resume:
@@ -191,17 +202,13 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
                 losses.append(train_step(net, optimizers, batch, a.temperature, device, queue))
                 progress.update(1, loss=f"{losses[-1]:.4f}")
         # The same figures on every rank: the mean loss over all ranks' steps, the slowest rank's time.
-        totals = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
-        seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
-        if distributed:
-            dist.all_reduce(totals)
-            dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        totals, seconds = epoch_totals([sum(losses), float(len(losses))], time.perf_counter() - t0)
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(float(totals[0] / totals[1]), 6),
+                "loss": round(totals[0] / totals[1], 6),
                 "steps": len(losses),
-                "examples_per_s": round(float(totals[1]) * a.batch_size / float(seconds[0]), 1),
+                "examples_per_s": round(totals[1] * a.batch_size / seconds, 1),
             }
         )
         end_epoch(a.model_dir, epoch, model, optimizers, history, args, rank)

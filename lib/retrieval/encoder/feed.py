@@ -245,6 +245,11 @@ class PetastormFeed(_Feed):
                 yield pa.table({name: _column(getattr(chunk, name)) for name in chunk._fields})
 
 
+def make_feed(kind: str, path: str, batch_size: int, **kw: Any) -> _Feed:
+    """The feed a config names (``arrow`` | ``petastorm``) over the parquet rows under ``path``."""
+    return (PetastormFeed if kind == "petastorm" else ArrowFeed)(path, batch_size, **kw)
+
+
 def _column(values: np.ndarray) -> pa.Array:
     """Petastorm gives fixed-length list columns as [n, L] arrays: back to an Arrow list array."""
     if values.ndim == 2:

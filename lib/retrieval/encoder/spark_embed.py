@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pyspark import Broadcast
     from pyspark.sql import DataFrame, SparkSession
 
-_MODELS: dict[str, Any] = {}  # per Python worker: model of each broadcast token, built once
+_MODELS: dict[str, Any] = {}  # per Python worker: the last broadcast's model, built once
 OFFER_CONTENT = ["offer_id", "title", "category_id", "price", "seller_id"]
 
 
@@ -50,8 +50,15 @@ def task_device(use_gpu: bool = True) -> str:
     return f"cuda:{gpus.addresses[0]}"
 
 
-def worker_model(value: tuple[str, bytes, dict[str, Any]], device: str = "cpu") -> Any:
-    """The broadcast model, built on first use in this Python worker and reused by later tasks."""
+def worker_model(
+    value: tuple[str, bytes, dict[str, Any]],
+    device: str = "cpu",
+    build: Callable[[dict[str, Any]], Any] | None = None,
+) -> Any:
+    """The broadcast model (of :func:`broadcast_model`), built on first use in this Python worker and
+    reused by later tasks. ``build`` makes the module from its config dict (default: the encoder's
+    tower). A worker keeps one model: a job that walks through several (evaluate_visual scores eight)
+    does not pile them up in long-lived workers, or on their GPU."""
     import torch
 
     from retrieval.encoder.model import EncoderConfig, OfferTower
@@ -59,7 +66,8 @@ def worker_model(value: tuple[str, bytes, dict[str, Any]], device: str = "cpu") 
     token, state, cfg = value
     key = f"{token}:{device}"
     if key not in _MODELS:
-        model = OfferTower(EncoderConfig.from_dict(cfg))
+        _MODELS.clear()
+        model = build(cfg) if build is not None else OfferTower(EncoderConfig.from_dict(cfg))
         model.load_state_dict(torch.load(io.BytesIO(state), map_location=device, weights_only=True))
         _MODELS[key] = model.to(device).eval()
     return _MODELS[key]

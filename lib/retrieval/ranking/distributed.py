@@ -58,11 +58,16 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of reranker training; returns a summary (identical on every rank)."""
     import numpy as np
     import torch
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from retrieval.encoder.distributed import end_epoch, finish, resume_checkpoint, start_process
-    from retrieval.encoder.feed import ArrowFeed, PetastormFeed
+    from retrieval.encoder.distributed import (
+        end_epoch,
+        epoch_totals,
+        finish,
+        resume_checkpoint,
+        start_process,
+    )
+    from retrieval.encoder.feed import make_feed
     from retrieval.ranking.dnn import Reranker, RerankerConfig, loss_value, save, slate_batch, to_tensors
 
     a = RerankArgs(**args)
@@ -73,8 +78,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     n_feat, dim = len(cfg.features), cfg.text_dim
-    feed_cls = PetastormFeed if a.feed == "petastorm" else ArrowFeed
-    feed = feed_cls(
+    feed = make_feed(
+        a.feed,
         a.slates,
         a.batch_size,
         rank=rank,
@@ -107,18 +112,16 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
             offers += int(valid.sum())
             progress.update(1, loss=f"{losses[-1]:.4f}")
         progress.emit()
-        totals = torch.tensor([sum(losses), float(len(losses)), float(offers)], dtype=torch.float64)
-        seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
-        if distributed:
-            dist.all_reduce(totals)
-            dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
+        totals, seconds = epoch_totals(
+            [sum(losses), float(len(losses)), float(offers)], time.perf_counter() - t0
+        )
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(float(totals[0]) / max(float(totals[1]), 1.0), 6),
+                "loss": round(totals[0] / max(totals[1], 1.0), 6),
                 "steps": len(losses),
-                "slates_per_s": round(float(totals[1]) * a.batch_size / float(seconds[0]), 1),
-                "offers_per_s": round(float(totals[2]) / float(seconds[0]), 1),
+                "slates_per_s": round(totals[1] * a.batch_size / seconds, 1),
+                "offers_per_s": round(totals[2] / seconds, 1),
             }
         )
         end_epoch(a.model_dir, epoch, model, [opt], history, args, rank)

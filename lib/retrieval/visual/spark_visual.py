@@ -8,7 +8,6 @@ the driver.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Iterator
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
 SOURCE_DDL = "image_id bigint, label bigint, source string"
 LOADED_DDL = "image_id bigint, label bigint, source string, image binary, thumb array<float>, reason string"
-_MODELS: dict[str, Any] = {}
 
 
 def synthetic_sources(offers: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -297,31 +295,6 @@ def test_queries(images: DataFrame, seed: int, size: int, partitions: int) -> Da
     return last.mapInPandas(fn_, "label bigint, image_id bigint, image binary")
 
 
-def broadcast_visual_model(spark: SparkSession, model: Any) -> Any:
-    import uuid
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return spark.sparkContext.broadcast((uuid.uuid4().hex, buf.getvalue(), model.cfg.to_dict()))
-
-
-def _worker_model(value: tuple[str, bytes, dict[str, Any]], device: str) -> Any:
-    import torch
-
-    from retrieval.visual.model import ImageEncoder, VisualConfig
-
-    token, state, cfg = value
-    key = f"{token}:{device}"
-    if key not in _MODELS:
-        _MODELS.clear()  # one model per Python worker: the last broadcast's (evaluation walks through many)
-        model = ImageEncoder(VisualConfig(**cfg))
-        model.load_state_dict(torch.load(io.BytesIO(state), map_location=device, weights_only=True))
-        _MODELS[key] = model.to(device).eval()
-    return _MODELS[key]
-
-
 def featurize(
     df: DataFrame,
     method: str,
@@ -334,13 +307,19 @@ def featurize(
 ) -> DataFrame:
     """``df`` (``image`` bytes + ``keep`` columns) -> ``keep`` + ``vector``: raw pixels, a colour
     histogram, or a broadcast encoder (``method="model"``; on the task's GPU when Spark assigned one)."""
-    from retrieval.encoder.spark_embed import task_device
+    from retrieval.encoder.spark_embed import task_device, worker_model
 
     def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import torch
 
         from retrieval.visual.images import decode
-        from retrieval.visual.model import embed, histogram_features, pixel_features
+        from retrieval.visual.model import (
+            ImageEncoder,
+            VisualConfig,
+            embed,
+            histogram_features,
+            pixel_features,
+        )
 
         torch.set_num_threads(max(1, threads))
         device = task_device(use_gpu) if method == "model" else "cpu"
@@ -353,7 +332,8 @@ def featurize(
             elif method == "histogram":
                 vecs = histogram_features(imgs)
             else:
-                vecs = embed(_worker_model(model.value, device), imgs, batch_size, device)
+                encoder = worker_model(model.value, device, lambda c: ImageEncoder(VisualConfig(**c)))
+                vecs = embed(encoder, imgs, batch_size, device)
             out = df[list(keep)].copy()
             out["vector"] = list(vecs.astype(np.float32))
             yield out

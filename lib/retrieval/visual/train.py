@@ -116,11 +116,16 @@ def train_step(net: Any, opt: Any, imgs: np.ndarray, labels: np.ndarray, a: Visu
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of image-encoder training; returns a summary (identical on every rank)."""
     import torch
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from retrieval.encoder.distributed import end_epoch, finish, resume_checkpoint, start_process
-    from retrieval.encoder.feed import ArrowFeed, PetastormFeed
+    from retrieval.encoder.distributed import (
+        end_epoch,
+        epoch_totals,
+        finish,
+        resume_checkpoint,
+        start_process,
+    )
+    from retrieval.encoder.feed import make_feed
     from retrieval.visual.model import ImageEncoder, VisualConfig
 
     a = VisualArgs(**args)
@@ -131,8 +136,8 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     rng = np.random.default_rng([a.seed, rank, 17])
-    feed_cls = PetastormFeed if a.feed == "petastorm" else ArrowFeed
-    feed = feed_cls(
+    feed = make_feed(
+        a.feed,
         a.groups,
         a.batch_products,
         rank=rank,
@@ -163,18 +168,14 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
             sched.step()
             progress.update(1, loss=f"{losses[-1]:.4f}")
         progress.emit()
-        totals = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
-        seconds = torch.tensor([time.perf_counter() - t0], dtype=torch.float64)
-        if distributed:
-            dist.all_reduce(totals)
-            dist.all_reduce(seconds, op=dist.ReduceOp.MAX)
-        images = float(totals[1]) * a.batch_products * (1 + a.views)
+        totals, seconds = epoch_totals([sum(losses), float(len(losses))], time.perf_counter() - t0)
+        images = totals[1] * a.batch_products * (1 + a.views)
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(float(totals[0]) / max(float(totals[1]), 1.0), 6),
+                "loss": round(totals[0] / max(totals[1], 1.0), 6),
                 "steps": len(losses),
-                "images_per_s": round(images / float(seconds[0]), 1),
+                "images_per_s": round(images / seconds, 1),
             }
         )
         end_epoch(a.model_dir, epoch, model, [opt], history, args, rank)
