@@ -46,10 +46,8 @@ log = logging.getLogger(__name__)
 def _commit(root: str, uri: str, manifest: sh.Manifest, previous: str | None) -> None:
     storage.write_json_atomic(storage.join(uri, sh.MANIFEST), manifest.to_dict())
     storage.write_text_atomic(storage.join(index_root(root), "CURRENT"), manifest.version + "\n")
-    if previous and previous.rstrip("/") != uri.rstrip("/") and storage.is_local(previous):
-        import shutil
-
-        shutil.rmtree(storage.local_path(previous), ignore_errors=True)
+    if previous and previous.rstrip("/") != uri.rstrip("/"):
+        storage.remove_tree(previous)
 
 
 def recall_vs_exact(spark: Any, cfg: Config, embeddings: Any, uri: str, manifest: sh.Manifest) -> float:

@@ -48,7 +48,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
                 "no street model: run train_visual with 'street' in visual.variants, or set visual.model"
             )
         path = models["street"]
-    model = load(storage.local_path(path))
+    model = load(path)
     version = os.path.basename(path.rstrip("/"))
     images = read_table(spark, root, tables.VISUAL_IMAGES)
     bc = broadcast_model(spark, model)

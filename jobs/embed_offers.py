@@ -19,7 +19,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from retrieval import storage, tables
+from retrieval import tables
 from retrieval.artifacts import encoder_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, ConfigError
@@ -34,7 +34,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     if r.mode == "compact":
         return {"rows_out": 0, "offers_embedded": 0, "summary": ["recs.mode=compact: nothing to embed"]}
     path = encoder_dir(cfg.paths.root, cfg.embed.model)
-    model = load(storage.local_path(path))
+    model = load(path)
     version = os.path.basename(path.rstrip("/"))
     offers = read_table(spark, root, tables.OFFERS)
     warm = warm_offers(read_table(spark, root, tables.PAIRS))

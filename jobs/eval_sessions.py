@@ -82,7 +82,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         seed=cfg.seed,
     )
     version = content_version({"encoder": enc.to_dict(), "sessions": dataclasses.asdict(s), "seed": cfg.seed})
-    out_dir = storage.local_path(model_dir(root, "session_encoder", version))
+    out_dir = storage.absolute(model_dir(root, "session_encoder", version))
     save(tower, out_dir, {"item_ids": data.item_ids.tolist()}, pool=pool)
     items = item_vectors(tower, features, n)
     dense = np.arange(1, n + 1)

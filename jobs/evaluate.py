@@ -98,11 +98,9 @@ def run_section(cfg: Config, m: dict[str, dict[str, Any]]) -> Section:
         )
         s.table(["reason", "rows"], sorted(ing["quarantine_reasons"].items(), key=lambda kv: -kv[1]))
     src = config_path(cfg.paths.root, "generate" if "generate" in m else next(iter(m)))
-    local = storage.local_path(src)
-    if os.path.exists(local):
-        with open(local, encoding="utf-8") as f:
-            s.heading("Config used")
-            s.pre(f.read())
+    if storage.exists(src):
+        s.heading("Config used")
+        s.pre(storage.read_text(src))
     return s
 
 
@@ -281,11 +279,10 @@ def visual_section(cfg: Config, m: dict[str, dict[str, Any]]) -> Section:
             )
         ]
     )
-    grid = storage.local_path(ev.get("examples", ""))
-    if ev.get("examples") and os.path.exists(grid):
+    grid = ev.get("examples", "")
+    if grid and storage.exists(grid):
         s.heading("Queries (left) and their top 5 with the street model: green = the query's product")
-        with open(grid, "rb") as f:
-            s.images([(f.read(), "visual search examples")])
+        s.images([(storage.read_bytes(grid), "visual search examples")])
     return s
 
 
@@ -453,7 +450,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "outputs": {"report/index.html": uri},
         "artifacts": {"report": uri},  # tracked with the run (retrieval.tracking)
         "summary": [
-            f"report of {len(m)} stages: {storage.local_path(uri)} (open it in a browser)",
+            f"report of {len(m)} stages: {storage.absolute(uri)} (open it in a browser)",
             *([f"sections with something missing: {', '.join(missing)}"] if missing else []),
         ],
     }

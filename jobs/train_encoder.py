@@ -64,10 +64,10 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             "seed": cfg.seed,
         }
     )
-    out_dir = storage.local_path(model_dir(root, "encoder", version))
+    out_dir = storage.absolute(model_dir(root, "encoder", version))
     args = dataclasses.asdict(
         TrainArgs(
-            examples=storage.local_path(examples_uri),
+            examples=storage.absolute(examples_uri),
             model_dir=out_dir,
             encoder=enc.to_dict(),
             feed=t.feed,

@@ -107,7 +107,7 @@ def xgb_stage(spark: Any, cfg: Config) -> dict[str, Any]:
         from retrieval.encoder.model import load
         from retrieval.encoder.spark_embed import broadcast_model
 
-        encoder = load(storage.local_path(encoder_dir(root)))
+        encoder = load(encoder_dir(root))
         bc = broadcast_model(spark, encoder)
         offers = read_table(spark, root, tables.OFFERS)
         ids = rows.select("offer_id").distinct()
@@ -177,7 +177,7 @@ def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
     dim = len(train_slates.select("q_vec").first()["q_vec"]) if text else 0
     rcfg = RerankerConfig(features=inputs, text_dim=dim, kind=rk.dnn_kind, hidden=rk.dnn_hidden)
     n_slates = train_slates.count()
-    slates_dir = storage.local_path(tables.path(root, tables.RANKER_TRAIN_SLATES))
+    slates_dir = storage.absolute(tables.path(root, tables.RANKER_TRAIN_SLATES))
     trained: dict[str, Any] = {}
     scored = test_slates
     # (method name, loss, inverse-propensity gains): one DNN per loss, and with ranker.ablate_ips the
@@ -196,7 +196,7 @@ def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
                 "seed": cfg.seed,
             }
         )
-        out_dir = storage.local_path(model_dir(root, "reranker", version))
+        out_dir = storage.absolute(model_dir(root, "reranker", version))
         args = dataclasses.asdict(
             RerankArgs(
                 slates=slates_dir,

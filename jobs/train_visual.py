@@ -55,10 +55,10 @@ def train_one(spark: Any, cfg: Config, variant: str, groups_uri: str, n_groups: 
     version = content_version(
         {"model": mcfg.to_dict(), "variant": variant, **hyper, "groups": n_groups, "seed": cfg.seed}
     )
-    out_dir = storage.local_path(model_dir(cfg.paths.root, f"visual/{variant}", version))
+    out_dir = storage.absolute(model_dir(cfg.paths.root, f"visual/{variant}", version))
     args = dataclasses.asdict(
         VisualArgs(
-            groups=storage.local_path(groups_uri),
+            groups=storage.absolute(groups_uri),
             model_dir=out_dir,
             variant=variant,
             model=mcfg.to_dict(),

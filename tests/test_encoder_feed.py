@@ -159,3 +159,41 @@ def test_torch_distributor_trains_two_processes_and_resumes(
     assert [h["epoch"] for h in again["history"]] == [0, 1, 2]
     assert again["history"][:2] == first["history"]
     assert os.path.exists(os.path.join(model_dir, "checkpoints", "epoch-0002.pt"))
+
+
+def test_training_reads_and_writes_through_storage_uris(examples: dict[str, Any]) -> None:
+    """Examples, checkpoints and the model on a non-local filesystem (fsspec's in-memory one stands in
+    for hdfs:// or s3a:// here): a training process on any executor needs no disk shared with the
+    driver. Resume finds the checkpoints there."""
+    import dataclasses
+    import os
+
+    import fsspec
+
+    from retrieval import storage
+    from retrieval.encoder.distributed import TrainArgs, train_worker
+    from retrieval.encoder.model import EncoderConfig, load
+
+    root = "memory://train-uris"
+    for f in sorted(os.listdir(examples["path"])):
+        if f.endswith(".parquet"):
+            storage.write_bytes_atomic(f"{root}/examples/{f}", storage.read_bytes(f"{examples['path']}/{f}"))
+    try:
+        enc = EncoderConfig(dim=16, embed_dim=8, hidden=16, vocab=SMALL).to_dict()
+        args = dataclasses.asdict(
+            TrainArgs(
+                examples=f"{root}/examples",
+                model_dir=f"{root}/model",
+                encoder=enc,
+                epochs=1,
+                batch_size=40,
+                progress_s=0,
+            )
+        )
+        first = train_worker(args)
+        assert storage.list_files(f"{root}/model/checkpoints") == [f"{root}/model/checkpoints/epoch-0000.pt"]
+        again = train_worker({**args, "epochs": 2, "resume": True})
+        assert [h["epoch"] for h in again["history"]] == [0, 1] and again["history"][0] == first["history"][0]
+        assert load(f"{root}/model").cfg.dim == 16
+    finally:
+        fsspec.filesystem("memory").rm("/train-uris", recursive=True)

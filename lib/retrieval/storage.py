@@ -8,11 +8,12 @@ rename is a copy, so "atomic" there means "never a half-written file under the f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 import uuid
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlparse
 
 import fsspec
@@ -31,6 +32,14 @@ def local_path(uri: str) -> str:
     return os.path.abspath(uri)
 
 
+def absolute(uri: str) -> str:
+    """A path or URI that means the same on every node: local paths absolute, URIs as they are.
+
+    Paths handed to executors or training processes go through this: their working directory is not
+    the driver's."""
+    return local_path(uri) if is_local(uri) else uri
+
+
 def join(root: str, *parts: str) -> str:
     """Joins path parts onto a path or URI with ``/``."""
     out = root.rstrip("/")
@@ -44,6 +53,57 @@ def to_uri(path: str) -> str:
     if is_local(path):
         return "file://" + local_path(path)
     return path
+
+
+def filesystem(uri: str) -> tuple[Any, str]:
+    """(fsspec filesystem, path on it) for a path or URI; local paths come back absolute."""
+    if is_local(uri):
+        return fsspec.filesystem("file"), local_path(uri)
+    return fsspec.core.url_to_fs(uri)
+
+
+def list_files(uri: str, suffix: str = "") -> list[str]:
+    """The files directly under directory ``uri`` whose names end with ``suffix``, sorted, as paths or
+    URIs like ``uri`` ([] when the directory does not exist). Hidden and temporary files are skipped."""
+    fs, path = filesystem(uri)
+    if not fs.exists(path):
+        return []
+    out = []
+    for info in fs.ls(path, detail=True):
+        name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+        if info.get("type") == "file" and name.endswith(suffix) and not name.startswith((".", "_")):
+            out.append(join(uri, name))
+    return sorted(out)
+
+
+def open_input(uri: str) -> IO[bytes]:
+    """A binary file object to read ``uri`` from (the caller closes it)."""
+    if is_local(uri):
+        return open(local_path(uri), "rb")
+    return fsspec.open(uri, "rb").open()
+
+
+def remove_tree(uri: str) -> None:
+    """Deletes a directory and everything under it, if it exists (any filesystem)."""
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def write_torch_atomic(uri: str, obj: Any) -> None:
+    """``torch.save(obj)`` to ``uri`` on any filesystem, atomically (serialised in memory first)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(uri, buf.getvalue())
+
+
+def read_torch(uri: str, map_location: Any = "cpu") -> Any:
+    """``torch.load`` of ``uri`` (any filesystem) with ``weights_only=True``: tensors and plain data only."""
+    import torch
+
+    return torch.load(io.BytesIO(read_bytes(uri)), map_location=map_location, weights_only=True)
 
 
 def exists(uri: str) -> bool:

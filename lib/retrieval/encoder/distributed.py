@@ -10,7 +10,6 @@ config), and ``resume`` continues from the last one. The return value is the sam
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrieval import storage
 from retrieval.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -44,17 +44,19 @@ class TrainArgs:
 
 
 def _checkpoints(model_dir: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(model_dir, "checkpoints", "epoch-*.pt")))
+    return [
+        f
+        for f in storage.list_files(storage.join(model_dir, "checkpoints"), ".pt")
+        if f.rsplit("/", 1)[-1].startswith("epoch-")
+    ]
 
 
 def save_checkpoint(
     model_dir: str, epoch: int, model: Any, optimizers: list[Any], history: list[Any], args: dict[str, Any]
 ) -> None:
-    """``checkpoints/epoch-NNNN.pt`` under ``model_dir``: model, optimizers, epoch, history, config."""
-    import torch
-
-    path = os.path.join(model_dir, "checkpoints", f"epoch-{epoch:04d}.pt")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """``checkpoints/epoch-NNNN.pt`` under ``model_dir`` (a path or URI: rank 0 may run on any
+    executor, so it writes to the configured storage, not to a disk the driver shares): model,
+    optimizers, epoch, history, config. Atomic: a crash mid-save leaves the previous one intact."""
     state = {
         "model": model.state_dict(),
         "optimizers": [o.state_dict() for o in optimizers],
@@ -62,8 +64,7 @@ def save_checkpoint(
         "history": json.dumps(history),
         "config": json.dumps(args),
     }
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # a crash mid-save leaves the previous checkpoint intact
+    storage.write_torch_atomic(storage.join(model_dir, "checkpoints", f"epoch-{epoch:04d}.pt"), state)
 
 
 def resume_checkpoint(
@@ -71,12 +72,10 @@ def resume_checkpoint(
 ) -> tuple[int, list[Any]]:
     """Loads the last checkpoint into ``model`` and ``optimizers``: (first epoch to run, history so far);
     (0, []) when there is none."""
-    import torch
-
     done = _checkpoints(model_dir)
     if not done:
         return 0, []
-    state = torch.load(done[-1], map_location=device, weights_only=True)
+    state = storage.read_torch(done[-1], map_location=device)
     model.load_state_dict(state["model"])
     for opt, s in zip(optimizers, state["optimizers"], strict=True):
         opt.load_state_dict(s)

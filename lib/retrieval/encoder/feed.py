@@ -19,8 +19,6 @@ price_bucket, seller, offer (int).
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,12 +32,17 @@ from retrieval.encoder.train import PairBatch
 
 
 def parquet_files(path: str) -> list[str]:
-    """The data files of a parquet table directory (Spark's ``part-*``), sorted."""
-    local = storage.local_path(path)
-    files = sorted(glob.glob(os.path.join(local, "*.parquet")))
+    """The data files of a parquet table directory (Spark's ``part-*``; a path or any URI), sorted."""
+    files = storage.list_files(path, ".parquet")
     if not files:
         raise FileNotFoundError(f"no parquet files under {path}")
     return files
+
+
+def parquet_file(uri: str) -> pq.ParquetFile:
+    """One parquet file on any filesystem (each training process reads its share from storage)."""
+    fs, path = storage.filesystem(uri)
+    return pq.ParquetFile(path, filesystem=fs)
 
 
 def _side(table: pa.Table, prefix: str) -> OfferFeatures:
@@ -198,15 +201,14 @@ class ArrowFeed(_Feed):
             )
         self.files = files[self.rank :: self.world]
         per_rank = [
-            sum(pq.ParquetFile(f).metadata.num_rows for f in files[r :: self.world])
-            for r in range(self.world)
+            sum(parquet_file(f).metadata.num_rows for f in files[r :: self.world]) for r in range(self.world)
         ]
         self._plan(per_rank, "files", path)
 
     def _tables(self, epoch: int, rng: np.random.Generator | None) -> Iterator[pa.Table]:
         order = rng.permutation(len(self.files)) if rng is not None else np.arange(len(self.files))
         for i in order:
-            for rb in pq.ParquetFile(self.files[i]).iter_batches(batch_size=65536):
+            for rb in parquet_file(self.files[i]).iter_batches(batch_size=65536):
                 yield pa.Table.from_batches([rb])
 
 
@@ -223,7 +225,7 @@ class PetastormFeed(_Feed):
         super().__init__(path, batch_size, **kw)
         self.url, self.reader_pool_type = storage.to_uri(path), reader_pool_type
         # Petastorm shards by row group: count each rank's rows the same way to size its epoch.
-        metas = [pq.ParquetFile(f).metadata for f in parquet_files(path)]
+        metas = [parquet_file(f).metadata for f in parquet_files(path)]
         sizes = [m.row_group(g).num_rows for m in metas for g in range(m.num_row_groups)]
         self._plan([sum(sizes[r :: self.world]) for r in range(self.world)], "row groups", path)
 

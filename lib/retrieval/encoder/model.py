@@ -177,39 +177,36 @@ class SessionPool(nn.Module):
 def save(
     model: OfferTower, path_dir: str, extra: dict[str, Any] | None = None, pool: SessionPool | None = None
 ) -> None:
-    """``state_dict.pt`` + ``config.json`` (+ ``session_pool.pt`` when a trained session pool is given);
-    load with :func:`load` / :func:`load_pool`, which use ``weights_only=True``."""
-    import json
-    import os
+    """``state_dict.pt`` + ``config.json`` (+ ``session_pool.pt`` when a trained session pool is given)
+    under a directory path or URI (any filesystem, each file atomic; the config last, so a directory
+    with a config is complete); load with :func:`load` / :func:`load_pool` (``weights_only=True``)."""
+    from retrieval import storage
 
-    os.makedirs(path_dir, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(path_dir, "state_dict.pt"))
+    storage.write_torch_atomic(storage.join(path_dir, "state_dict.pt"), model.state_dict())
     if pool is not None:
-        torch.save(pool.state_dict(), os.path.join(path_dir, "session_pool.pt"))
-    with open(os.path.join(path_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump({"encoder": model.cfg.to_dict(), **(extra or {})}, f, indent=2)
+        storage.write_torch_atomic(storage.join(path_dir, "session_pool.pt"), pool.state_dict())
+    storage.write_json_atomic(
+        storage.join(path_dir, "config.json"), {"encoder": model.cfg.to_dict(), **(extra or {})}
+    )
 
 
 def load(path_dir: str, map_location: str = "cpu") -> OfferTower:
-    import json
-    import os
+    from retrieval import storage
 
-    with open(os.path.join(path_dir, "config.json"), encoding="utf-8") as f:
-        cfg = EncoderConfig.from_dict(json.load(f)["encoder"])
+    cfg = EncoderConfig.from_dict(storage.read_json(storage.join(path_dir, "config.json"))["encoder"])
     model = OfferTower(cfg)
-    state = torch.load(os.path.join(path_dir, "state_dict.pt"), map_location=map_location, weights_only=True)
-    model.load_state_dict(state)
+    model.load_state_dict(storage.read_torch(storage.join(path_dir, "state_dict.pt"), map_location))
     return model
 
 
 def load_pool(path_dir: str, cfg: EncoderConfig) -> SessionPool:
     """The model's trained session pool, or the fixed recency decay if it was trained on pairs only."""
-    import os
+    from retrieval import storage
 
     pool = SessionPool(cfg)
-    path = os.path.join(path_dir, "session_pool.pt")
-    if os.path.exists(path):
-        pool.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    path = storage.join(path_dir, "session_pool.pt")
+    if storage.exists(path):
+        pool.load_state_dict(storage.read_torch(path))
     return pool
 
 

@@ -199,13 +199,8 @@ def load_tombstones(index_uri: str, manifest: sh.Manifest) -> dict[str, frozense
     out = {}
     for gen, name in manifest.tombstones.items():
         uri = storage.join(index_uri, name)
-        if storage.is_local(uri):
-            data = ds.dataset(storage.local_path(uri), format="parquet")
-        else:
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(uri)
-            data = ds.dataset(path, format="parquet", filesystem=fs)
+        fs, path = storage.filesystem(uri)
+        data = ds.dataset(path, format="parquet", filesystem=fs)
         out[gen] = frozenset(data.to_table(columns=["offer_id"]).column("offer_id").to_numpy().tolist())
     return out
 

@@ -179,26 +179,21 @@ def feature_stats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def save(model: Reranker, path_dir: str, extra: dict[str, Any] | None = None) -> None:
-    import json
-    import os
+    """``state_dict.pt`` + ``config.json`` under a directory path or URI (any filesystem; the config last)."""
+    from retrieval import storage
 
-    os.makedirs(path_dir, exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(path_dir, "state_dict.pt.tmp"))
-    os.replace(os.path.join(path_dir, "state_dict.pt.tmp"), os.path.join(path_dir, "state_dict.pt"))
-    with open(os.path.join(path_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump({"reranker": model.cfg.to_dict(), **(extra or {})}, f, indent=2)
+    storage.write_torch_atomic(storage.join(path_dir, "state_dict.pt"), model.state_dict())
+    storage.write_json_atomic(
+        storage.join(path_dir, "config.json"), {"reranker": model.cfg.to_dict(), **(extra or {})}
+    )
 
 
 def load(path_dir: str, map_location: str = "cpu") -> Reranker:
-    import json
-    import os
+    from retrieval import storage
 
-    with open(os.path.join(path_dir, "config.json"), encoding="utf-8") as f:
-        cfg = RerankerConfig.from_dict(json.load(f)["reranker"])
+    cfg = RerankerConfig.from_dict(storage.read_json(storage.join(path_dir, "config.json"))["reranker"])
     model = Reranker(cfg)
-    model.load_state_dict(
-        torch.load(os.path.join(path_dir, "state_dict.pt"), map_location=map_location, weights_only=True)
-    )
+    model.load_state_dict(storage.read_torch(storage.join(path_dir, "state_dict.pt"), map_location))
     return model
 
 

@@ -18,9 +18,7 @@ a checkpoint per epoch on rank 0, ``resume`` from the last one; no Spark inside.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -184,26 +182,20 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def save(model: Any, path_dir: str, extra: dict[str, Any] | None = None) -> None:
-    import torch
+    """``state_dict.pt`` + ``config.json`` under a directory path or URI (any filesystem; the config last)."""
+    from retrieval import storage
 
-    os.makedirs(path_dir, exist_ok=True)
-    tmp = os.path.join(path_dir, "state_dict.pt.tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, os.path.join(path_dir, "state_dict.pt"))
-    with open(os.path.join(path_dir, "config.json.tmp"), "w", encoding="utf-8") as f:
-        json.dump({"model": model.cfg.to_dict(), **(extra or {})}, f, indent=2)
-    os.replace(os.path.join(path_dir, "config.json.tmp"), os.path.join(path_dir, "config.json"))
+    storage.write_torch_atomic(storage.join(path_dir, "state_dict.pt"), model.state_dict())
+    storage.write_json_atomic(
+        storage.join(path_dir, "config.json"), {"model": model.cfg.to_dict(), **(extra or {})}
+    )
 
 
 def load(path_dir: str, map_location: str = "cpu") -> Any:
-    import torch
-
+    from retrieval import storage
     from retrieval.visual.model import ImageEncoder, VisualConfig
 
-    with open(os.path.join(path_dir, "config.json"), encoding="utf-8") as f:
-        cfg = VisualConfig(**json.load(f)["model"])
+    cfg = VisualConfig(**storage.read_json(storage.join(path_dir, "config.json"))["model"])
     model = ImageEncoder(cfg)
-    model.load_state_dict(
-        torch.load(os.path.join(path_dir, "state_dict.pt"), map_location=map_location, weights_only=True)
-    )
+    model.load_state_dict(storage.read_torch(storage.join(path_dir, "state_dict.pt"), map_location))
     return model.eval()
