@@ -390,7 +390,6 @@ def examples_section(spark: Any, cfg: Config, m: dict[str, dict[str, Any]]) -> S
 
 def recs_popularity(spark: Any, root: str) -> dict[str, Any] | None:
     """Share of recommendation slots taken by the most popular 1% / 10% of offers (training co-clicks)."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if not (exists(spark, tables.path(root, tables.RECS)) and exists(spark, tables.path(root, tables.PAIRS))):
@@ -400,8 +399,13 @@ def recs_popularity(spark: Any, root: str) -> dict[str, Any] | None:
     offers = read_table(spark, root, tables.OFFERS).select("offer_id")
     pairs = read_table(spark, root, tables.PAIRS).where(F.col("split") == "train")
     pop = pairs.groupBy(F.col("item_offer_id").alias("offer_id")).agg(F.count(F.lit(1)).alias("pop"))
-    ranked = offers.join(pop, "offer_id", "left").withColumn(
-        "pct", F.percent_rank().over(Window.orderBy(F.desc(F.coalesce("pop", F.lit(0))), "offer_id"))
+    n_offers = offers.count()
+    # The percent rank by (popularity desc, offer_id): positions from a distributed sort
+    # (zipWithIndex), not a window without partitions, which would pull every offer into one task.
+    ordered = offers.join(pop, "offer_id", "left").orderBy(F.desc(F.coalesce("pop", F.lit(0))), "offer_id")
+    positions = ordered.select("offer_id").rdd.zipWithIndex().map(lambda r: (int(r[0][0]), int(r[1])))
+    ranked = spark.createDataFrame(positions, "offer_id bigint, pos bigint").withColumn(
+        "pct", F.col("pos") / F.lit(max(n_offers - 1, 1))
     )
     slots = read_table(spark, root, tables.RECS).select(F.explode("recs.offer_id").alias("offer_id"))
     r = (
@@ -412,7 +416,6 @@ def recs_popularity(spark: Any, root: str) -> dict[str, Any] | None:
         )
         .first()
     )
-    n_offers = offers.count()
     recommended = slots.select("offer_id").distinct().count()
     return {
         "top1_share_of_recs": float(r["top1"] or 0.0),

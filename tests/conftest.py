@@ -69,3 +69,52 @@ def trained(spark: Any, mined: dict[str, Any]) -> dict[str, Any]:
 
     mined["train_encoder"] = run_stage(spark, mined["cfg"], "train_encoder", train_encoder.run, TEST_CONFIG)
     return mined
+
+
+def submit(*args: str, timeout: int = 60, env: dict[str, str] | None = None) -> Any:
+    """``./submit.sh args`` from the repo, as a user runs it (CompletedProcess, text)."""
+    import subprocess
+
+    return subprocess.run(
+        [str(REPO / "submit.sh"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def local_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``./submit.sh pipeline --config conf/test.yaml`` on local[2], once: {"root", "out"}. The cluster
+    tests compare their outputs with this run's."""
+    root = tmp_path_factory.mktemp("local-pipeline")
+    out = submit("pipeline", "--config", "conf/test.yaml", "--set", f"paths.root={root}", timeout=900)
+    # spark-submit's PythonRunner merges the driver's stderr into stdout
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+    return {"root": root, "out": out}
+
+
+@pytest.fixture(scope="session")
+def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Spark standalone cluster on 127.0.0.1: a master and two 1-core workers started from the
+    installed pyspark (retrieval.standalone), stopped by PID at the end. Each worker advertises one
+    fake GPU through deploy/get_gpus_resources.sh (RETRIEVAL_FAKE_GPUS), as a GPU node would."""
+    from retrieval.standalone import StandaloneCluster, java_available
+
+    if not java_available():
+        pytest.skip("the cluster tests need Java 17 (java on PATH or JAVA_HOME)")
+    cluster = StandaloneCluster(
+        str(tmp_path_factory.mktemp("standalone")),
+        workers=2,
+        cores=1,
+        memory="2g",
+        worker_resources={"gpu": (1, str(REPO / "deploy" / "get_gpus_resources.sh"))},
+        env={"RETRIEVAL_FAKE_GPUS": "1"},
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -86,3 +86,17 @@ def test_to_yaml_reloads(tmp_path: Path) -> None:
     p = tmp_path / "used.yaml"
     p.write_text(config.to_yaml(cfg))
     assert config.load(str(p)) == cfg
+
+
+def test_set_adds_one_entry_to_a_mapping_with_dots_in_its_key() -> None:
+    """--set spark.conf.spark.ui.port=4050: the rest of the key names one spark.* setting, added to the
+    config's others (as text, the way spark-submit takes it); mappings of numbers keep numbers."""
+    cfg = config.load(
+        str(REPO / "conf" / "cluster.yaml"),
+        ["spark.conf.spark.ui.port=4050", "spark.conf.spark.x.enabled=true"],
+    )
+    assert cfg.spark.conf["spark.ui.port"] == "4050" and cfg.spark.conf["spark.x.enabled"] == "true"
+    assert cfg.spark.conf["spark.task.maxFailures"] == "4"  # from the file, kept
+    assert config.load(None, ["pairs.event_weights.click=2"]).pairs.event_weights["click"] == 2.0
+    with pytest.raises(config.ConfigError, match=r"unknown config key 'pairs\.nosuch'"):
+        config.load(None, ["pairs.nosuch.x=2"])

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.lint
 @pytest.mark.parametrize(
     "cmd",
     [
-        ["ruff", "check", "lib", "jobs", "tests", "benchmarks"],
-        ["ruff", "format", "--check", "lib", "jobs", "tests", "benchmarks"],
+        ["ruff", "check", "lib", "jobs", "tests", "benchmarks", "deploy"],
+        ["ruff", "format", "--check", "lib", "jobs", "tests", "benchmarks", "deploy"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

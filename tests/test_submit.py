@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import REPO
-
-
-def submit(*args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(REPO / "submit.sh"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+from conftest import REPO, submit
 
 
 def test_help_lists_jobs_and_options() -> None:
@@ -56,6 +50,40 @@ def test_dry_run_with_the_cluster_config_requests_gpus() -> None:
         assert piece in out.stdout
 
 
+def test_dry_run_ships_a_packed_environment() -> None:
+    """spark.python_env (scripts/pack_env.sh's archive): --archives ...#environment, the executors run
+    ./environment/bin/python; in client mode the driver keeps this venv's Python, in cluster mode it
+    runs the shipped one too and the config travels with --files."""
+    import shlex
+    import sys
+
+    env = "hdfs:///envs/retrieval-env.tar.gz"
+    out = submit(
+        "--dry-run", "train_encoder", "--config", "conf/cluster.yaml", "--set", f"spark.python_env={env}"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "PYSPARK_PYTHON=" not in out.stdout  # the confs decide, not the driver's environment
+    cmd = shlex.split(out.stdout)
+    assert cmd[cmd.index("--archives") + 1] == f"{env}#environment"
+    assert "spark.pyspark.python=./environment/bin/python" in cmd
+    assert f"spark.pyspark.driver.python={sys.executable}" in cmd
+    out = submit(
+        "--dry-run",
+        "train_encoder",
+        "--config",
+        "conf/cluster.yaml",
+        "--set",
+        f"spark.python_env={env}",
+        "--set",
+        "spark.deploy_mode=cluster",
+    )
+    cmd = shlex.split(out.stdout)
+    assert "spark.pyspark.driver.python=./environment/bin/python" in cmd
+    assert cmd[cmd.index("--files") + 1] == str(REPO / "conf" / "cluster.yaml")
+    job_args = cmd[cmd.index(str(REPO / "jobs" / "train_encoder.py")) + 1 :]
+    assert job_args[job_args.index("--config") + 1] == "cluster.yaml"  # shipped: named by its base name
+
+
 def test_unknown_job_and_bad_config_fail_with_a_message() -> None:
     out = submit("nosuchjob")
     assert out.returncode == 2 and "unknown job 'nosuchjob'" in out.stderr
@@ -73,9 +101,8 @@ def test_missing_input_fails_naming_the_table(tmp_path: Path) -> None:
 
 @pytest.mark.spark
 @pytest.mark.slow
-def test_pipeline_on_the_test_config(tmp_path: Path) -> None:
-    out = submit("pipeline", "--config", "conf/test.yaml", "--set", f"paths.root={tmp_path}", timeout=600)
-    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]  # the driver's errors land in stdout
+def test_pipeline_on_the_test_config(local_pipeline: dict[str, Any]) -> None:
+    out, tmp_path = local_pipeline["out"], local_pipeline["root"]
     assert "== pipeline:" in out.stdout
     from jobs.pipeline import STAGES
 
@@ -103,3 +130,14 @@ def test_pipeline_on_the_test_config(tmp_path: Path) -> None:
         "listings",
     ):
         assert (tmp_path / table / "_SUCCESS").exists(), table
+
+
+def test_check_cluster_names_an_executor_with_other_libraries() -> None:
+    from jobs.check_cluster import environment, mismatches
+
+    driver = environment()
+    other = {**driver, "host": "node7", "libraries": {**driver["libraries"], "torch": "2.1.0"}}
+    assert mismatches(driver, [driver]) == []
+    assert mismatches(driver, [other]) == [
+        f"node7:{driver['cwd']} has torch 2.1.0, the driver {driver['libraries']['torch']}"
+    ]

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from retrieval import storage
 from retrieval.mining.listings import LISTING_FEATURES
 
 
@@ -47,6 +48,7 @@ class SparkConfig:
         0.0  # spark.task.resource.gpu.amount (e.g. 1 for training, 0.25 to share for inference)
     )
     gpu_discovery_script: str = ""  # spark.executor.resource.gpu.discoveryScript (path on the nodes)
+    python_env: str = ""  # a venv-pack archive (scripts/pack_env.sh) the executors unpack and run; "" = none
     conf: dict[str, str] = field(default_factory=dict)  # any other spark.* settings, passed as --conf k=v
 
 
@@ -411,6 +413,21 @@ def apply_override(cfg: Config, assignment: str) -> None:
     dotted, raw = assignment.split("=", 1)
     parts = dotted.strip().split(".")
     value: Any = yaml.safe_load(raw) if raw.strip() != "" else ""
+    # A mapping field takes the rest of the key as one entry, added to what it holds:
+    # --set spark.conf.spark.ui.port=4050 sets conf["spark.ui.port"] and keeps the other entries.
+    obj: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        fields = _fields(type(obj)) if dataclasses.is_dataclass(obj) else {}
+        if part not in fields:
+            break
+        if typing.get_origin(fields[part]) is dict:
+            key = ".".join(parts[i + 1 :])
+            as_text = typing.get_args(fields[part])[1] is str  # spark.conf: the text as written
+            entry = {key: raw.strip() if as_text else value}
+            merged = {**getattr(obj, part), **entry}
+            setattr(obj, part, _check_value(".".join(parts[: i + 1]), merged, fields[part]))
+            return
+        obj = getattr(obj, part)
     nested: Any = value
     for part in reversed(parts):
         nested = {part: nested}
@@ -431,6 +448,9 @@ def load(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -
             raise ConfigError(f"{path}: {e}") from None
     for assignment in overrides:
         apply_override(cfg, assignment)
+    # Executors and training processes do not share the driver's working directory: a relative root
+    # would land their writes (index shards, checkpoints, models) somewhere else on every node.
+    cfg.paths.root = storage.absolute(cfg.paths.root)
     validate(cfg)
     return cfg
 

@@ -36,6 +36,7 @@ STAGE_KEYS: dict[str, tuple[str, ...]] = {
     "train_visual": ("variants",),
     "embed_images": ("images_embedded", "model_version", "shards"),
     "evaluate_visual": ("accuracy_at_5", "accuracy_at_1", "ablations"),
+    "check_cluster": ("executors", "tasks", "training"),
 }
 
 

@@ -26,6 +26,7 @@ JOBS_DIR = os.path.join(REPO_ROOT, "jobs")
 LIB_DIR = os.path.join(REPO_ROOT, "lib")
 BUILD_DIR = os.path.join(REPO_ROOT, "build")
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "conf", "local.yaml")  # the embedded default
+PYTHON_ENV_DIR = "environment"  # where executors unpack spark.python_env (--archives ...#environment)
 
 USAGE = """usage: ./submit.sh [--dry-run] <job> [--config conf/X.yaml] [--set section.key=value ...]
        ./submit.sh <job> --help      options of one job
@@ -131,6 +132,13 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
     log4j = os.path.join(REPO_ROOT, LOG4J_CONFIG)
     if s.deploy_mode == "client" and os.path.exists(log4j):
         cmd += ["--driver-java-options", f"-Dlog4j2.configurationFile={log4j}"]
+    if s.python_env:
+        # The executors unpack the archive into ./environment and run its Python (spark.pyspark.python
+        # wins over PYSPARK_PYTHON); in client mode the driver runs here, on this venv's Python.
+        cmd += ["--archives", f"{_ship_uri(s.python_env)}#{PYTHON_ENV_DIR}"]
+        cmd += ["--conf", f"spark.pyspark.python=./{PYTHON_ENV_DIR}/bin/python"]
+        driver_python = f"./{PYTHON_ENV_DIR}/bin/python" if s.deploy_mode == "cluster" else sys.executable
+        cmd += ["--conf", f"spark.pyspark.driver.python={driver_python}"]
     cmd += ["--py-files", build_zip()]
     args = list(job_args)
     if config_file and s.deploy_mode == "cluster":
@@ -141,9 +149,18 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
     return cmd
 
 
+def _ship_uri(path: str) -> str:
+    """A file to ship (--archives): local paths absolute (spark-submit uploads them), URIs as they are."""
+    from retrieval import storage
+
+    return storage.absolute(path)
+
+
 def environment(cfg: config_mod.Config) -> dict[str, str]:
     """Variables spark-submit needs beside the command line."""
-    env = {"PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+    env: dict[str, str] = {}
+    if not cfg.spark.python_env:  # the shipped environment's Python is set by --conf instead
+        env["PYSPARK_PYTHON"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
     if is_local_master(cfg.spark.master) or cfg.spark.master.startswith("spark://127.0.0.1"):
         env["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
     scratch = local_dirs(cfg)

@@ -160,6 +160,7 @@ def start_process(use_gpu: bool, threads: int, seed: int) -> tuple[int, int, int
             format=f"%(asctime)s %(levelname)s rank {rank} %(name)s: %(message)s",
             datefmt="%H:%M:%S",
         )
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # one line per CPU feature tried
     cuda = use_gpu and torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(local_rank)

@@ -35,19 +35,25 @@ def broadcast_model(spark: SparkSession, model: Any) -> Broadcast[tuple[str, byt
     return spark.sparkContext.broadcast((uuid.uuid4().hex, buf.getvalue(), model.cfg.to_dict()))
 
 
+def assigned_gpus() -> list[str]:
+    """The GPU addresses Spark assigned to the running task (``TaskContext.resources()``, from the
+    executor's discovery script and ``spark.task.resource.gpu.amount``); [] outside a task or when the
+    job does not schedule GPUs."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    gpus = ctx.resources().get("gpu") if ctx is not None else None
+    return list(gpus.addresses) if gpus is not None else []
+
+
 def task_device(use_gpu: bool = True) -> str:
     """``cuda:<n>`` when this Spark task was assigned GPU n (and torch sees CUDA), else ``cpu``."""
     import torch
 
     if not use_gpu or not torch.cuda.is_available():
         return "cpu"
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    gpus = ctx.resources().get("gpu") if ctx is not None else None
-    if gpus is None or not gpus.addresses:
-        return "cpu"
-    return f"cuda:{gpus.addresses[0]}"
+    gpus = assigned_gpus()
+    return f"cuda:{gpus[0]}" if gpus else "cpu"
 
 
 def worker_model(

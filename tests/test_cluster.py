@@ -1,0 +1,254 @@
+"""The jobs on a real Spark cluster: a standalone master and two 1-core workers on 127.0.0.1 (the
+``standalone`` fixture), reached through ``./submit.sh`` as a user would.
+
+- the whole pipeline on conf/test.yaml equals the local[2] run (``local_pipeline``) for the
+  deterministic stages, table by table, and its trained models score within a stated tolerance;
+- a worker killed (its whole process group: worker, executor, Python workers) in the middle of
+  mine_pairs and of precompute_recs: the job still finishes, and its output equals the clean run's;
+- GPU scheduling: fake GPUs from deploy/get_gpus_resources.sh reach the tasks and the training processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, submit
+
+pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow]
+
+# Tables that the same config and input make the same, wherever they are computed.
+DETERMINISTIC = [
+    "raw/offers",
+    "raw/events",
+    "truth/relevance",
+    "truth/offer_product",
+    "truth/examination",
+    "offers",
+    "events",
+    "quarantine/offers",
+    "quarantine/events",
+    "pairs",
+    "listings",
+    "visual/images",
+    "visual/quarantine",
+    "visual/train_groups",
+    "visual/test_queries",
+]
+# Trained models: another process layout (executors instead of driver-side processes) may change the
+# order of floating-point sums, so their figures may move a little, not more.
+TOLERANCE = {
+    ("train_encoder", "recall_at_50", "encoder"): 0.05,
+    ("precompute_recs", "recall_at_20_test_pairs", ""): 0.05,
+    ("train_ranker", "ndcg_at_10", "xgb"): 0.05,
+    ("train_ranker", "ndcg_at_10", "dnn_ndcg_loss2pp"): 0.05,
+    ("evaluate_visual", "accuracy_at_5", "street"): 0.15,  # 78 test queries: one query is 0.013
+}
+
+
+# Columns that say when a row was written, not what it holds (a quarantined row's `ts`: README, Ingest).
+WHEN_WRITTEN = {"quarantine/offers": {"ts"}, "quarantine/events": {"ts"}}
+
+
+def rows(root: Path, table: str) -> list[tuple[Any, ...]]:
+    """A table's rows as sorted tuples (lists as tuples, floats rounded to 9 significant digits),
+    without the columns of WHEN_WRITTEN."""
+    import pyarrow.parquet as pq
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(f"{v:.9g}") if math.isfinite(v) else str(v)
+        if isinstance(v, list):
+            return tuple(norm(x) for x in v)
+        if isinstance(v, dict):
+            return tuple(sorted((k, norm(x)) for k, x in v.items()))
+        return v
+
+    t = pq.read_table(str(root / table))
+    cols = sorted(set(t.column_names) - WHEN_WRITTEN.get(table, set()))
+    data = [t.column(c).to_pylist() for c in cols]
+    return sorted((tuple(norm(v) for v in r) for r in zip(*data, strict=True)), key=repr)
+
+
+def assert_same_table(a: Path, b: Path, table: str) -> None:
+    ra, rb = rows(a, table), rows(b, table)
+    assert len(ra) == len(rb), f"{table}: {len(ra)} rows vs {len(rb)}"
+    diff = [i for i, (x, y) in enumerate(zip(ra, rb, strict=True)) if x != y]
+    assert not diff, f"{table}: {len(diff)} rows differ, first: {ra[diff[0]]!r} vs {rb[diff[0]]!r}"
+
+
+def metric(root: Path, stage: str, key: str, method: str) -> float:
+    value = json.loads((root / "_metrics" / f"{stage}.json").read_text())[key]
+    return float(value[method] if method else value)
+
+
+def cluster_args(cluster: Any, root: Path, *extra: str) -> list[str]:
+    """conf/test.yaml on the standalone cluster: training processes as barrier tasks on the executors
+    (two processes for two 1-core workers: the barrier stage needs every slot)."""
+    return [
+        "--config",
+        "conf/test.yaml",
+        "--set",
+        f"paths.root={root}",
+        "--set",
+        f"spark.master={cluster.url}",
+        "--set",
+        "train.local_mode=false",
+        "--set",
+        "visual.local_mode=false",
+        *extra,
+    ]
+
+
+def test_pipeline_on_the_cluster_equals_the_local_run(
+    standalone: Any, local_pipeline: dict[str, Any], tmp_path: Path
+) -> None:
+    out = submit("pipeline", *cluster_args(standalone, tmp_path), timeout=1200)
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+    assert f"master {standalone.url}" in out.stdout or standalone.url in out.stdout
+    local = local_pipeline["root"]
+    for table in DETERMINISTIC:
+        assert_same_table(local, tmp_path, table)
+    # the training really ran as barrier tasks on both executors, not on the driver
+    training = json.loads((tmp_path / "_metrics" / "train_encoder.json").read_text())["training"]
+    assert training["world"] == 2 and "fallback" not in training
+    for (stage, key, method), tol in TOLERANCE.items():
+        a, b = metric(local, stage, key, method), metric(tmp_path, stage, key, method)
+        assert abs(a - b) <= tol, f"{stage} {key} {method}: local {a:.4f}, cluster {b:.4f} (tolerance {tol})"
+
+
+def copy_root(src: Path, dst: Path, tables: list[str]) -> None:
+    for t in tables:
+        shutil.copytree(src / t, dst / t)
+    shutil.copytree(src / "_metrics", dst / "_metrics")
+
+
+def driver_ui(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/applications{path}", timeout=2) as r:
+        return json.loads(r.read().decode())
+
+
+def run_and_kill_a_worker(cluster: Any, job: str, root: Path, min_jobs_done: int = 1) -> str:
+    """Runs ``job`` on the cluster and, once ``min_jobs_done`` of its Spark jobs have finished and an
+    executor is running a task of another, kills that executor's worker (SIGKILL to its process
+    group: worker, executor, Python workers). Returns the driver's output; asserts that the kill
+    landed while the application ran and that Spark saw the running task lost."""
+    from retrieval.standalone import free_port
+
+    ui = free_port(4050)
+    events = root / "_eventlog"  # Spark's event log: which tasks were lost, and why
+    events.mkdir()
+    extra = [f"spark.conf.spark.ui.port={ui}", "spark.conf.spark.eventLog.enabled=true"]
+    extra += [f"spark.conf.spark.eventLog.dir=file://{events}", "spark.conf.spark.eventLog.compress=false"]
+    cmd = [
+        str(REPO / "submit.sh"),
+        job,
+        *cluster_args(cluster, root, *(a for e in extra for a in ("--set", e))),
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            try:
+                apps = driver_ui(ui, "")
+                if not apps:
+                    continue
+                app = apps[0]["id"]
+                if len(driver_ui(ui, f"/{app}/jobs?status=succeeded")) < min_jobs_done:
+                    continue
+                busy = [
+                    e["id"]
+                    for e in driver_ui(ui, f"/{app}/executors")
+                    if e["id"] != "driver" and e["activeTasks"]
+                ]
+            except (OSError, ValueError):  # not up yet, or "Spark is starting up" instead of JSON
+                continue
+            worker = cluster.worker_of_executor(app, busy[0]) if busy else None
+            if worker is not None:
+                cluster.kill_worker(worker)
+                killed = worker
+        output, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for i in range(len(cluster.workers)):
+            cluster.restart_worker(i)
+    assert killed is not None, f"{job} ended before a busy worker could be killed:\n{(output or '')[-3000:]}"
+    assert proc.returncode == 0, output[-6000:]
+    assert "Lost executor" in output, output[-6000:]
+    log = "".join(f.read_text(encoding="utf-8", errors="replace") for f in events.rglob("events_*"))
+    lost = [json.loads(line) for line in log.splitlines() if "ExecutorLostFailure" in line]
+    assert lost and all(e["Event"] == "SparkListenerTaskEnd" for e in lost), (
+        "no task was lost with the worker"
+    )
+    return output
+
+
+def test_a_worker_lost_in_the_middle_of_mine_pairs(
+    standalone: Any, local_pipeline: dict[str, Any], tmp_path: Path
+) -> None:
+    local = local_pipeline["root"]
+    copy_root(local, tmp_path, ["events", "truth/offer_product"])
+    run_and_kill_a_worker(standalone, "mine_pairs", tmp_path)
+    assert_same_table(local, tmp_path, "pairs")
+
+
+def test_a_worker_lost_in_the_middle_of_precompute_recs(
+    standalone: Any, local_pipeline: dict[str, Any], tmp_path: Path
+) -> None:
+    """The index is built on the cluster from the local run's embeddings (the same shards, byte for
+    byte), then precompute_recs loses a worker: the recs equal the local run's."""
+    local = local_pipeline["root"]
+    copy_root(local, tmp_path, ["offers", "pairs", "embeddings", "truth/offer_product"])
+    out = submit("build_index", *cluster_args(standalone, tmp_path), timeout=600)
+    assert out.returncode == 0, out.stdout[-6000:]
+
+    def manifest(root: Path) -> dict[str, Any]:
+        version = (root / "index" / "CURRENT").read_text().strip()
+        m = json.loads((root / "index" / version / "manifest.json").read_text())
+        return {k: m[k] for k in ("version", "quantizer_sha256", "shards")}
+
+    assert manifest(tmp_path) == manifest(local)
+    run_and_kill_a_worker(standalone, "precompute_recs", tmp_path)
+    assert_same_table(local, tmp_path, "recs")
+
+
+def test_gpu_addresses_reach_the_tasks_and_the_training_processes(standalone: Any, tmp_path: Path) -> None:
+    """Each worker advertises one fake GPU (RETRIEVAL_FAKE_GPUS=1 through deploy/get_gpus_resources.sh);
+    with the GPU settings of conf/cluster.yaml every task is assigned one, and TorchDistributor hands
+    it to its training process (CUDA_VISIBLE_DEVICES). No CUDA here, so the device stays cpu."""
+    out = submit(
+        "check_cluster",
+        *cluster_args(
+            standalone,
+            tmp_path,
+            "--set",
+            "spark.executor_gpus=1",
+            "--set",
+            "spark.task_gpus=1",
+            "--set",
+            f"spark.gpu_discovery_script={REPO / 'deploy' / 'get_gpus_resources.sh'}",
+            "--set",
+            "train.use_gpu=true",
+        ),
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-6000:]
+    m = json.loads((tmp_path / "_metrics" / "check_cluster.json").read_text())
+    assert m["executors"] == 2
+    assert [t["gpus"] for t in m["tasks"]] == [["0"], ["0"]]
+    ranks = m["training"]["ranks"]
+    assert m["training"]["world"] == 2 and m["training"]["all_reduce"] == 3.0
+    assert len({r["cwd"] for r in ranks}) == 2  # the barrier stage spans both workers
+    assert [r["cuda_visible_devices"] for r in ranks] == ["0", "0"]
+    assert all(r["device"] == "cpu" for r in ranks)
