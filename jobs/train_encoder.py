@@ -83,38 +83,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             progress_s=t.progress_s,
         )
     )
-    if t.num_processes > 1:
-        for attempt in range(t.retries + 1):
-            try:
-                trained = launch(train_worker, args, t.num_processes, t.local_mode, t.use_gpu)
-                break
-            except (
-                RuntimeError
-            ) as e:  # a process died (a lost worker, a crash): go on from the last checkpoint
-                if attempt == t.retries:
-                    if not t.fallback_single:
-                        raise
-                    # Seen intermittently on 2-core CPU runs: heap corruption in gloo's sparse
-                    # all-reduce ("malloc(): unaligned tcache chunk detected") kills a rank at any
-                    # step. Finish in one process from the last checkpoint rather than lose the run;
-                    # the metrics say so (training.fallback).
-                    log.warning(
-                        "distributed training failed %d times (%s); finishing in one process", attempt + 1, e
-                    )
-                    trained = {
-                        **train_worker({**args, "resume": True}),
-                        "fallback": f"single process after {attempt + 1} failed distributed attempts: {e}",
-                    }
-                    break
-                log.warning(
-                    "training failed (%s); attempt %d of %d resumes from the last checkpoint",
-                    e,
-                    attempt + 2,
-                    t.retries + 1,
-                )
-                args = {**args, "resume": True}
-    else:
-        trained = train_worker(args)
+    trained = launch(
+        train_worker, args, t.num_processes, t.local_mode, t.use_gpu, t.retries, t.fallback_single
+    )
     model = load(out_dir)
     # Evaluation on the test pairs, every method on the same sampled queries.
     queries, targets = sample_queries(pairs, t.eval_queries, cfg.seed)

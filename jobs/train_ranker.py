@@ -216,7 +216,9 @@ def dnn_stage(spark: Any, cfg: Config) -> dict[str, Any]:
                 threads=t.threads,
             )
         )
-        result = launch(train_worker, args, rk.num_processes, t.local_mode, t.use_gpu)
+        result = launch(
+            train_worker, args, rk.num_processes, t.local_mode, t.use_gpu, t.retries, t.fallback_single
+        )
         trained[name] = {**result, "model": out_dir, "loss": loss, "ips": ips}
         bc = broadcast_model(spark, load(out_dir))  # (token, state bytes, config): any model with a cfg
         scored = score_slates(scored, bc, name, rk.rerank_k, 1)

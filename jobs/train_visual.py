@@ -76,7 +76,10 @@ def train_one(spark: Any, cfg: Config, variant: str, groups_uri: str, n_groups: 
             progress_s=cfg.train.progress_s,
         )
     )
-    trained = launch(train_worker, args, v.num_processes, v.local_mode, v.use_gpu)
+    t = cfg.train
+    trained = launch(
+        train_worker, args, v.num_processes, v.local_mode, v.use_gpu, t.retries, t.fallback_single
+    )
     return {**trained, "model_dir": out_dir, "version": version}
 
 

@@ -252,3 +252,45 @@ def test_gpu_addresses_reach_the_tasks_and_the_training_processes(standalone: An
     assert len({r["cwd"] for r in ranks}) == 2  # the barrier stage spans both workers
     assert [r["cuda_visible_devices"] for r in ranks] == ["0", "0"]
     assert all(r["device"] == "cpu" for r in ranks)
+
+
+def test_a_worker_lost_while_the_encoder_trains(
+    standalone: Any, local_pipeline: dict[str, Any], tmp_path: Path
+) -> None:
+    """Training is a barrier stage: a lost worker fails every process, and Spark does not retry a
+    failed barrier result stage. train_encoder runs the training again from the last epoch's
+    checkpoint (train.retries) once the worker is back, and finishes, distributed (no fallback)."""
+    local = local_pipeline["root"]
+    copy_root(local, tmp_path, ["offers", "pairs"])
+    epochs = 12
+    cmd = [
+        str(REPO / "submit.sh"),
+        "train_encoder",
+        *cluster_args(
+            standalone, tmp_path, "--set", f"train.epochs={epochs}", "--set", "train.fallback_single=false"
+        ),
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = False
+    try:
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            done = list(tmp_path.glob("models/encoder/*/checkpoints/epoch-*.pt"))
+            if len(done) >= 2:  # two epochs done, the rest to go: a worker dies now
+                standalone.kill_worker(1)
+                killed = len(done) < epochs
+                standalone.restart_worker(1)  # the retry's barrier stage needs both slots again
+                break
+            time.sleep(0.05)
+        output, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        standalone.restart_worker(1)
+    assert killed, f"training ended before a worker could be killed:\n{output[-3000:]}"
+    assert proc.returncode == 0, output[-6000:]
+    training = json.loads((tmp_path / "_metrics" / "train_encoder.json").read_text())["training"]
+    assert training["attempts"] == 2 and "fallback" not in training and training["world"] == 2
+    assert [h["epoch"] for h in training["history"]] == list(range(epochs))
+    assert "attempt 2 of 2 resumes from the last checkpoint" in output
+    assert "resuming from" in output  # rank 0 of the second attempt loaded the checkpoint

@@ -158,7 +158,7 @@ def test_torch_distributor_trains_two_processes_and_resumes(
     )
     assert [h["epoch"] for h in again["history"]] == [0, 1, 2]
     assert again["history"][:2] == first["history"]
-    assert os.path.exists(os.path.join(model_dir, "checkpoints", "epoch-0002.pt"))
+    assert sorted(os.listdir(os.path.join(model_dir, "checkpoints"))) == ["epoch-0001.pt", "epoch-0002.pt"]
 
 
 def test_training_reads_and_writes_through_storage_uris(examples: dict[str, Any]) -> None:
@@ -197,3 +197,41 @@ def test_training_reads_and_writes_through_storage_uris(examples: dict[str, Any]
         assert load(f"{root}/model").cfg.dim == 16
     finally:
         fsspec.filesystem("memory").rm("/train-uris", recursive=True)
+
+
+def test_launch_resumes_after_a_failed_attempt_then_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """launch's retry logic (the cluster test kills a real executor): a failed TorchDistributor run is
+    retried with resume=True, and after the last retry the worker finishes in this process."""
+    import pyspark.ml.torch.distributor as dist_mod
+
+    from retrieval.encoder.distributed import launch
+
+    calls: list[dict[str, Any]] = []
+    failures = {"left": 1}
+
+    class Distributor:
+        def __init__(self, **kw: Any) -> None:
+            assert kw == {"num_processes": 2, "local_mode": False, "use_gpu": False}
+
+        def run(self, worker: Any, args: dict[str, Any]) -> Any:
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise RuntimeError("executor lost\nstack ...")
+            return worker(args)
+
+    def worker(args: dict[str, Any]) -> dict[str, Any]:
+        calls.append(args)
+        return {"resumed": args["resume"]}
+
+    monkeypatch.setattr(dist_mod, "TorchDistributor", Distributor)
+    out = launch(worker, {"resume": False}, 2, False, False, retries=1)
+    assert out == {"resumed": True, "attempts": 2} and calls == [{"resume": True}]
+    failures["left"], calls[:] = 2, []
+    out = launch(worker, {"resume": False}, 2, False, False, retries=1, fallback_single=True)
+    assert out["resumed"] and out["attempts"] == 2
+    assert (
+        out["fallback"] == "single process after 2 failed distributed attempts: RuntimeError: executor lost"
+    )
+    failures["left"] = 2
+    with pytest.raises(RuntimeError, match="executor lost"):
+        launch(worker, {"resume": False}, 2, False, False, retries=1, fallback_single=False)

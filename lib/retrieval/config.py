@@ -141,10 +141,11 @@ class TrainConfig:
     temperature: float = 0.05  # softmax temperature
     queue_size: int = 0  # cross-batch negatives: candidate embeddings of recent batches (0 = in-batch only)
     resume: bool = False  # continue from the last checkpoint of the same model version
-    retries: int = (
-        1  # when a training process dies, run again this many times, resuming from the last checkpoint
-    )
-    fallback_single: bool = True  # after the retries, finish in one process (from the last checkpoint)
+    # When a training process dies (a lost executor, a crash), every training stage (encoder, reranker,
+    # image encoder) runs again this many times from the last epoch's checkpoint, then, with
+    # fallback_single, finishes in one process from it.
+    retries: int = 1
+    fallback_single: bool = True
     threads: int = 1  # torch threads per process
     progress_s: float = 30.0  # seconds between progress lines of training (rank 0); 0 = one per epoch
     eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR

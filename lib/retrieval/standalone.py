@@ -48,7 +48,7 @@ def free_port(preferred: int = 0) -> int:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
-            except OSError:
+            except (OSError, ValueError):
                 continue
             return int(s.getsockname()[1])
     raise OSError("no free port")  # pragma: no cover - the OS always has one for port 0
@@ -138,7 +138,7 @@ class StandaloneCluster:
     def alive_workers(self) -> int:
         try:
             return sum(1 for w in self.state().get("workers", []) if w.get("state") == "ALIVE")
-        except OSError:
+        except (OSError, ValueError):
             return 0
 
     def _wait(self, what: str, ready: Any, timeout: float) -> None:
@@ -169,7 +169,7 @@ class StandaloneCluster:
         def master_up() -> bool:
             try:
                 return self.state().get("status") == "ALIVE"
-            except OSError:
+            except (OSError, ValueError):  # not listening yet, or a page other than JSON
                 return False
 
         self._wait("master", master_up, timeout)
@@ -222,7 +222,7 @@ class StandaloneCluster:
                 continue
             try:
                 state = self.worker_state(i)
-            except OSError:
+            except (OSError, ValueError):
                 continue
             for ex in state.get("executors", []):
                 if str(ex.get("id")) == str(executor_id) and ex.get("appid") == app_id:

@@ -43,6 +43,9 @@ class TrainArgs:
     queue_size: int = 0  # cross-batch negatives per rank (train.CandidateQueue); 0 = in-batch only
 
 
+KEEP_CHECKPOINTS = 2  # per model directory; older epochs' checkpoints are deleted
+
+
 def _checkpoints(model_dir: str) -> list[str]:
     return [
         f
@@ -65,6 +68,10 @@ def save_checkpoint(
         "config": json.dumps(args),
     }
     storage.write_torch_atomic(storage.join(model_dir, "checkpoints", f"epoch-{epoch:04d}.pt"), state)
+    # The last KEEP_CHECKPOINTS only: with the optimizers' state a checkpoint is ~3x the model (the
+    # encoder's on conf/test.yaml: 457 MB), and a resume needs the last one.
+    for old in _checkpoints(model_dir)[:-KEEP_CHECKPOINTS]:
+        storage.remove(old)
 
 
 def resume_checkpoint(
@@ -128,17 +135,60 @@ def epoch_totals(values: list[float], seconds: float) -> tuple[list[float], floa
 
 
 def launch(
-    worker: Any, args: dict[str, Any], num_processes: int, local_mode: bool, use_gpu: bool
+    worker: Any,
+    args: dict[str, Any],
+    num_processes: int,
+    local_mode: bool,
+    use_gpu: bool,
+    retries: int = 0,
+    fallback_single: bool = False,
 ) -> dict[str, Any]:
     """Runs a training worker in ``num_processes`` TorchDistributor processes (local, or barrier tasks on
-    the executors), or in this process when there is one."""
-    if num_processes <= 1:
-        out = worker(args)
-    else:
-        from pyspark.ml.torch.distributor import TorchDistributor
+    the executors), or in this process when there is one.
 
-        distributor = TorchDistributor(num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu)
-        out = distributor.run(worker, args)
+    When a process dies (a lost executor fails the whole barrier stage, and Spark does not retry a
+    failed barrier result stage; a crash), it runs again, up to ``retries`` times, from the last
+    epoch's checkpoint (``resume``), then, with ``fallback_single``, finishes in this process from that
+    checkpoint. The summary says how it went: ``attempts``, and ``fallback`` when it fell back.
+    """
+    if num_processes <= 1:
+        return _summary(worker(args))
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    for attempt in range(retries + 1):
+        try:
+            distributor = TorchDistributor(
+                num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu
+            )
+            return {**_summary(distributor.run(worker, args)), "attempts": attempt + 1}
+        except Exception as e:
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+            if attempt < retries:
+                log.warning(
+                    "training failed (%s); attempt %d of %d resumes from the last checkpoint",
+                    error,
+                    attempt + 2,
+                    retries + 1,
+                )
+            elif fallback_single:
+                # Seen intermittently on 2-core CPU runs: heap corruption in gloo's sparse all-reduce
+                # ("malloc(): unaligned tcache chunk detected") kills a rank at any step. Finish in one
+                # process from the last checkpoint rather than lose the run; the metrics say so.
+                log.warning(
+                    "distributed training failed %d times (%s); finishing in one process", attempt + 1, error
+                )
+                return {
+                    **_summary(worker({**args, "resume": True})),
+                    "attempts": attempt + 1,
+                    "fallback": f"single process after {attempt + 1} failed distributed attempts: {error}",
+                }
+            else:
+                raise
+            args = {**args, "resume": True}
+    raise AssertionError("not reached")  # pragma: no cover
+
+
+def _summary(out: Any) -> dict[str, Any]:
     if not isinstance(out, dict):
         raise RuntimeError(f"the training processes returned {type(out).__name__}, not their summary")
     return out
