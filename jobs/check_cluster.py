@@ -43,7 +43,10 @@ def environment() -> dict[str, Any]:
                 versions[name] = str(getattr(mod, "__version__", "?"))
             except Exception as e:  # reported, not raised: the point is to see it
                 versions[name] = f"missing ({type(e).__name__}: {e})"
+    import retrieval
+
     return {
+        "retrieval_from": os.path.dirname(os.path.dirname(retrieval.__file__)),  # a zip, or site-packages
         "host": socket.gethostname(),
         "cwd": os.getcwd(),  # standalone: <worker work dir>/<app>/<executor id>; YARN: the container
         "python": ".".join(map(str, sys.version_info[:3])),
@@ -108,6 +111,10 @@ def mismatches(driver: dict[str, Any], reports: list[dict[str, Any]]) -> list[st
             out.append(
                 f"{where} runs Python {r['python']} ({r['executable']}), the driver {driver['python']}"
             )
+        if os.path.basename(r["retrieval_from"]) != os.path.basename(driver["retrieval_from"]):
+            out.append(
+                f"{where} imports retrieval from {r['retrieval_from']}, the driver {driver['retrieval_from']}"
+            )
         for name, version in driver["libraries"].items():
             if r["libraries"].get(name) != version:
                 out.append(f"{where} has {name} {r['libraries'].get(name)}, the driver {version}")
@@ -121,9 +128,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     tasks = spark.sparkContext.parallelize(range(slots), slots).mapPartitions(probe_task).collect()
     ranks = launch(probe_rank, {"use_gpu": t.use_gpu}, t.num_processes, t.local_mode, t.use_gpu)
     problems = mismatches(driver, [*tasks, *ranks["ranks"]])
-    if s.task_gpus > 0:
+    if s.executor_gpus > 0:
         problems += [
-            f"task {r['partition']} on {r['host']}:{r['cwd']} got no GPU (spark.task_gpus={s.task_gpus})"
+            f"task {r['partition']} on {r['host']}:{r['cwd']} got no GPU (spark.executor_gpus={s.executor_gpus})"
             for r in tasks
             if not r["gpus"]
         ]

@@ -104,6 +104,8 @@ def cluster_args(cluster: Any, root: Path, *extra: str) -> list[str]:
         "train.local_mode=false",
         "--set",
         "visual.local_mode=false",
+        "--set",  # start once both executors are there (standalone's default is 0: at once)
+        "spark.conf.spark.scheduler.minRegisteredResourcesRatio=1.0",
         *extra,
     ]
 
@@ -252,6 +254,8 @@ def test_gpu_addresses_reach_the_tasks_and_the_training_processes(standalone: An
     assert len({r["cwd"] for r in ranks}) == 2  # the barrier stage spans both workers
     assert [r["cuda_visible_devices"] for r in ranks] == ["0", "0"]
     assert all(r["device"] == "cpu" for r in ranks)
+    # tasks and training processes run the submitted code (the --py-files zip), not an installed copy
+    assert all(r["retrieval_from"].endswith(".zip") for r in [*m["tasks"], *ranks]), m
 
 
 def test_a_worker_lost_while_the_encoder_trains(

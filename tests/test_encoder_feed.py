@@ -211,7 +211,7 @@ def test_launch_resumes_after_a_failed_attempt_then_falls_back(monkeypatch: pyte
 
     class Distributor:
         def __init__(self, **kw: Any) -> None:
-            assert kw == {"num_processes": 2, "local_mode": False, "use_gpu": False}
+            assert kw["num_processes"] == 2 and not kw["use_gpu"]
 
         def run(self, worker: Any, args: dict[str, Any]) -> Any:
             if failures["left"] > 0:
@@ -227,11 +227,12 @@ def test_launch_resumes_after_a_failed_attempt_then_falls_back(monkeypatch: pyte
     out = launch(worker, {"resume": False}, 2, False, False, retries=1)
     assert out == {"resumed": True, "attempts": 2} and calls == [{"resume": True}]
     failures["left"], calls[:] = 2, []
-    out = launch(worker, {"resume": False}, 2, False, False, retries=1, fallback_single=True)
+    out = launch(worker, {"resume": False}, 2, True, False, retries=1, fallback_single=True)
     assert out["resumed"] and out["attempts"] == 2
     assert (
         out["fallback"] == "single process after 2 failed distributed attempts: RuntimeError: executor lost"
     )
-    failures["left"] = 2
-    with pytest.raises(RuntimeError, match="executor lost"):
-        launch(worker, {"resume": False}, 2, False, False, retries=1, fallback_single=False)
+    for local_mode, fallback in ((True, False), (False, True)):  # no fallback asked, or not on executors
+        failures["left"] = 2
+        with pytest.raises(RuntimeError, match="executor lost"):
+            launch(worker, {"resume": False}, 2, local_mode, False, retries=1, fallback_single=fallback)

@@ -84,6 +84,40 @@ def test_dry_run_ships_a_packed_environment() -> None:
     assert job_args[job_args.index("--config") + 1] == "cluster.yaml"  # shipped: named by its base name
 
 
+def test_dry_run_for_remote_masters() -> None:
+    """What a real cluster needs beside the local case: GPUs only for the stages that use them, the
+    zip on the executors' PYTHONPATH (training processes import from it), no path of this machine's
+    Python, spark.conf winning over the typed resources, and a URI root in cluster deploy mode."""
+    import shlex
+
+    def dry(*args: str) -> tuple[list[str], str]:
+        out = submit("--dry-run", *args, env={"PYSPARK_PYTHON": ""})  # test.sh sets it
+        assert out.returncode == 0, out.stderr
+        env, _, cmd = out.stdout.partition(str(REPO))
+        return shlex.split(str(REPO) + cmd), env
+
+    cmd, env = dry("ingest", "--config", "conf/cluster.yaml")
+    assert not any("resource.gpu" in c for c in cmd)  # a CPU stage does not hold GPUs
+    assert "PYSPARK_PYTHON" not in env and "SPARK_LOCAL_IP" not in env
+    zip_name = Path(cmd[cmd.index("--py-files") + 1]).name
+    assert f"spark.executorEnv.PYTHONPATH={zip_name}" in cmd
+    cmd, _ = dry("ingest", "--config", "conf/cluster.yaml", "--set", "spark.conf.spark.executor.memory=10g")
+    assert cmd[cmd.index("--executor-memory") + 1] == "10g" and "spark.executor.memory=10g" not in cmd
+    cmd, _ = dry("ingest", "--config", "conf/cluster.yaml", "--set", "spark.master=yarn")
+    assert not any(c.startswith("spark.executorEnv.PYTHONPATH") for c in cmd)  # YARN sets it itself
+    cmd, _ = dry(
+        "ingest",
+        "--config=conf/cluster.yaml",
+        "--set",
+        "spark.deploy_mode=cluster",
+        "--set",
+        "spark.master=yarn",
+    )
+    assert "--config=cluster.yaml" in cmd  # the shipped copy, by its base name
+    out = submit("--dry-run", "ingest", "--config", "conf/test.yaml", "--set", "spark.deploy_mode=cluster")
+    assert out.returncode == 2 and "give a URI every node reaches" in out.stderr
+
+
 def test_unknown_job_and_bad_config_fail_with_a_message() -> None:
     out = submit("nosuchjob")
     assert out.returncode == 2 and "unknown job 'nosuchjob'" in out.stderr

@@ -142,8 +142,8 @@ class TrainConfig:
     queue_size: int = 0  # cross-batch negatives: candidate embeddings of recent batches (0 = in-batch only)
     resume: bool = False  # continue from the last checkpoint of the same model version
     # When a training process dies (a lost executor, a crash), every training stage (encoder, reranker,
-    # image encoder) runs again this many times from the last epoch's checkpoint, then, with
-    # fallback_single, finishes in one process from it.
+    # image encoder) runs again this many times from the last epoch's checkpoint; then, with
+    # fallback_single and processes on the driver (local_mode), it finishes in one process from it.
     retries: int = 1
     fallback_single: bool = True
     threads: int = 1  # torch threads per process
@@ -413,7 +413,10 @@ def apply_override(cfg: Config, assignment: str) -> None:
         raise ConfigError(f"--set expects section.key=value; got {assignment!r}")
     dotted, raw = assignment.split("=", 1)
     parts = dotted.strip().split(".")
-    value: Any = yaml.safe_load(raw) if raw.strip() != "" else ""
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw.strip()  # not YAML (e.g. "@file", "*"): the text itself; the type check decides
     # A mapping field takes the rest of the key as one entry, added to what it holds:
     # --set spark.conf.spark.ui.port=4050 sets conf["spark.ui.port"] and keeps the other entries.
     obj: Any = cfg

@@ -22,6 +22,24 @@ log = logging.getLogger(__name__)
 LOG4J_CONFIG = os.path.join("conf", "log4j2.properties")  # relative to the working directory (the repo)
 
 
+# Applications that use GPUs (and the pipeline, one application for every stage). The others do not
+# ask for them: spark.task.resource.gpu.amount would hold a GPU per task, so a CPU stage would run one
+# task per GPU instead of one per core.
+GPU_STAGES = frozenset(
+    {
+        "pipeline",
+        "train_encoder",
+        "embed_offers",
+        "train_ranker",
+        "eval_sessions",
+        "train_visual",
+        "embed_images",
+        "evaluate_visual",
+        "check_cluster",
+    }
+)
+
+
 def is_local_master(master: str) -> bool:
     return master.startswith("local")
 
@@ -63,7 +81,7 @@ def spark_conf(cfg: Config, stage: str) -> dict[str, str]:
     else:
         shuffle = s.shuffle_partitions or 200
     conf["spark.sql.shuffle.partitions"] = str(shuffle)
-    if s.executor_gpus > 0:
+    if s.executor_gpus > 0 and stage in GPU_STAGES:
         conf["spark.executor.resource.gpu.amount"] = _num(s.executor_gpus)
         conf["spark.task.resource.gpu.amount"] = _num(s.task_gpus or 1.0)
         if s.gpu_discovery_script:

@@ -236,12 +236,23 @@ class StandaloneCluster:
         node.proc.wait(timeout=30)
 
     def restart_worker(self, i: int, timeout: float = 90.0) -> None:
-        """Starts worker ``i`` again (after :meth:`kill_worker`) and waits until the master has it."""
+        """Starts worker ``i`` again (after :meth:`kill_worker`) and waits until the master has
+        registered it: a new worker id, ALIVE (the master lists the dead one as ALIVE until its
+        heartbeat times out, so counting ALIVE workers would not tell)."""
         if self.workers[i].alive:
             return
+        known = {w.get("id") for w in self.state().get("workers", [])}
         self.workers[i].log.close()
         self.workers[i] = self._start_worker(i)
-        self._wait(f"worker-{i}", lambda: self.alive_workers() >= self.n_workers, timeout)
+
+        def registered() -> bool:
+            try:
+                workers = self.state().get("workers", [])
+            except (OSError, ValueError):
+                return False
+            return any(w.get("id") not in known and w.get("state") == "ALIVE" for w in workers)
+
+        self._wait(f"worker-{i}", registered, timeout)
 
     def stop(self) -> None:
         """Stops the workers (and their executors), then the master: SIGTERM, SIGKILL after 15 s."""

@@ -8,11 +8,12 @@ rename is a copy, so "atomic" there means "never a half-written file under the f
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator
 from typing import IO, Any
 from urllib.parse import urlparse
 
@@ -91,19 +92,20 @@ def remove_tree(uri: str) -> None:
 
 
 def write_torch_atomic(uri: str, obj: Any) -> None:
-    """``torch.save(obj)`` to ``uri`` on any filesystem, atomically (serialised in memory first)."""
+    """``torch.save(obj)`` to ``uri`` on any filesystem, atomically, streamed (a checkpoint is not held
+    twice in memory)."""
     import torch
 
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    write_bytes_atomic(uri, buf.getvalue())
+    with atomic_writer(uri) as f:
+        torch.save(obj, f)
 
 
 def read_torch(uri: str, map_location: Any = "cpu") -> Any:
     """``torch.load`` of ``uri`` (any filesystem) with ``weights_only=True``: tensors and plain data only."""
     import torch
 
-    return torch.load(io.BytesIO(read_bytes(uri)), map_location=map_location, weights_only=True)
+    with open_input(uri) as f:
+        return torch.load(f, map_location=map_location, weights_only=True)
 
 
 def exists(uri: str) -> bool:
@@ -120,13 +122,25 @@ def write_text_atomic(uri: str, text: str) -> None:
 
 def write_bytes_atomic(uri: str, data: bytes) -> None:
     """Writes ``data`` to a temporary file beside ``uri``, then renames it over ``uri`` (any filesystem)."""
+    with atomic_writer(uri) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(uri: str) -> Iterator[IO[bytes]]:
+    """A binary file to write ``uri`` through: a hidden temporary file beside it (``.tmp-*``, which
+    listings skip), renamed over ``uri`` when the block ends, removed when it raises. Local files get
+    the umask's mode (readable by the other users of a shared mount), not mkstemp's 0600."""
     if is_local(uri):
         path = local_path(uri)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                yield f
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -136,10 +150,17 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
             raise
         return
     fs, p = fsspec.core.url_to_fs(uri)
-    tmp = f"{p}.tmp-{uuid.uuid4().hex}"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, p)
+    parent, name = p.rstrip("/").rsplit("/", 1) if "/" in p.rstrip("/") else ("", p)
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{name}" if parent else f".tmp-{uuid.uuid4().hex}-{name}"
+    try:
+        with fs.open(tmp, "wb") as f:
+            yield f
+        fs.mv(tmp, p)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        raise
 
 
 def read_bytes(uri: str) -> bytes:

@@ -99,6 +99,16 @@ def spark_submit_binary() -> str:
     return here if os.path.exists(here) else "spark-submit"
 
 
+# spark-submit's own flags for settings it also takes as --conf: whatever spark_conf ends with (the
+# typed field, or a spark.conf entry that overrides it) goes here.
+FLAGS = {
+    "spark.driver.memory": "--driver-memory",
+    "spark.executor.memory": "--executor-memory",
+    "spark.executor.cores": "--executor-cores",
+    "spark.executor.instances": "--num-executors",
+}
+
+
 def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_file: str | None) -> list[str]:
     """The spark-submit command line for ``job`` under ``cfg``."""
     s = cfg.spark
@@ -111,23 +121,18 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
         "--name",
         f"{s.app_name}-{job}",
     ]
-    if s.driver_memory:
-        cmd += ["--driver-memory", s.driver_memory]
-    if s.executor_memory:
-        cmd += ["--executor-memory", s.executor_memory]
-    if s.executor_cores:
-        cmd += ["--executor-cores", str(s.executor_cores)]
-    if s.num_executors:
-        cmd += ["--num-executors", str(s.num_executors)]
-    skip = {
-        "spark.app.name",
-        "spark.driver.memory",
-        "spark.executor.memory",
-        "spark.executor.cores",
-        "spark.executor.instances",
-    }
-    for key, value in spark_conf(cfg, job).items():
-        if key not in skip:
+    conf = spark_conf(cfg, job)
+    for key, flag in FLAGS.items():
+        if key in conf:
+            cmd += [flag, conf[key]]
+    zip_path = build_zip()
+    if not is_local_master(s.master) and not s.master.startswith("yarn"):
+        # Training processes (torchrun, started by TorchDistributor in a task) import our code by
+        # module name from PYTHONPATH; Spark puts the --py-files zip on its Python workers' sys.path
+        # only (YARN also on PYTHONPATH). The zip lands in the executor's working directory.
+        conf.setdefault("spark.executorEnv.PYTHONPATH", os.path.basename(zip_path))
+    for key, value in conf.items():
+        if key not in FLAGS and key != "spark.app.name":
             cmd += ["--conf", f"{key}={value}"]
     log4j = os.path.join(REPO_ROOT, LOG4J_CONFIG)
     if s.deploy_mode == "client" and os.path.exists(log4j):
@@ -139,14 +144,23 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
         cmd += ["--conf", f"spark.pyspark.python=./{PYTHON_ENV_DIR}/bin/python"]
         driver_python = f"./{PYTHON_ENV_DIR}/bin/python" if s.deploy_mode == "cluster" else sys.executable
         cmd += ["--conf", f"spark.pyspark.driver.python={driver_python}"]
-    cmd += ["--py-files", build_zip()]
+    cmd += ["--py-files", zip_path]
     args = list(job_args)
     if config_file and s.deploy_mode == "cluster":
         # In cluster mode the driver runs on a node: ship the config and name it by its base name there.
         cmd += ["--files", os.path.abspath(config_file)]
-        args = [os.path.basename(config_file) if a == config_file else a for a in args]
+        shipped = os.path.basename(config_file)
+        args = [
+            shipped if a == config_file else f"--config={shipped}" if a == f"--config={config_file}" else a
+            for a in args
+        ]
     cmd += [os.path.join(JOBS_DIR, f"{job}.py"), *args]
     return cmd
+
+
+def _this_machine(master: str) -> bool:
+    """A local master, or a standalone master on this machine (retrieval.standalone, the tests)."""
+    return is_local_master(master) or master.startswith(("spark://127.0.0.1", "spark://localhost"))
 
 
 def _ship_uri(path: str) -> str:
@@ -159,9 +173,15 @@ def _ship_uri(path: str) -> str:
 def environment(cfg: config_mod.Config) -> dict[str, str]:
     """Variables spark-submit needs beside the command line."""
     env: dict[str, str] = {}
-    if not cfg.spark.python_env:  # the shipped environment's Python is set by --conf instead
-        env["PYSPARK_PYTHON"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
-    if is_local_master(cfg.spark.master) or cfg.spark.master.startswith("spark://127.0.0.1"):
+    if cfg.spark.python_env:
+        pass  # the shipped environment's Python: set by --conf spark.pyspark.python
+    elif os.environ.get("PYSPARK_PYTHON"):
+        env["PYSPARK_PYTHON"] = os.environ["PYSPARK_PYTHON"]
+    elif _this_machine(cfg.spark.master):
+        # Executors on this machine run this venv's Python. Elsewhere this path means nothing: the
+        # nodes' Python comes from spark.python_env, the image, or the cluster's own settings.
+        env["PYSPARK_PYTHON"] = sys.executable
+    if _this_machine(cfg.spark.master):
         env["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
     scratch = local_dirs(cfg)
     if scratch:
@@ -218,6 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config_mod.load(config_file, sets)
     except config_mod.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cfg.spark.deploy_mode == "cluster" and "://" not in cfg.paths.root:
+        print(
+            f"error: paths.root={cfg.paths.root} is a path on this machine; in cluster deploy mode the driver "
+            "runs on a node: give a URI every node reaches (hdfs://, s3a://, gs://, or file:// on a "
+            "shared mount)",
+            file=sys.stderr,
+        )
         return 2
     cmd = command(job, job_args, cfg, config_file)
     env = environment(cfg)

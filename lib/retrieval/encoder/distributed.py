@@ -70,8 +70,31 @@ def save_checkpoint(
     storage.write_torch_atomic(storage.join(model_dir, "checkpoints", f"epoch-{epoch:04d}.pt"), state)
     # The last KEEP_CHECKPOINTS only: with the optimizers' state a checkpoint is ~3x the model (the
     # encoder's on conf/test.yaml: 457 MB), and a resume needs the last one.
-    for old in _checkpoints(model_dir)[:-KEEP_CHECKPOINTS]:
-        storage.remove(old)
+    for old in _checkpoints(model_dir):
+        if _epoch_of(old) <= epoch - KEEP_CHECKPOINTS:
+            storage.remove(old)
+
+
+def _epoch_of(checkpoint: str) -> int:
+    return int(checkpoint.rsplit("/", 1)[-1].removeprefix("epoch-").removesuffix(".pt"))
+
+
+def begin(
+    model_dir: str, model: Any, optimizers: list[Any], device: str, rank: int, resume: bool
+) -> tuple[int, list[Any]]:
+    """Where a training run starts: with ``resume``, from the last checkpoint in ``model_dir``
+    (:func:`resume_checkpoint`); without, from scratch, and rank 0 first deletes the checkpoints an
+    earlier run of the same model version left there (the version is a hash of the config and the
+    data size, so a rerun finds them), so that a retry resumes this run, not that one."""
+    import torch.distributed as dist
+
+    if resume:
+        return resume_checkpoint(model_dir, model, optimizers, device, rank)
+    if rank == 0:
+        storage.remove_tree(storage.join(model_dir, "checkpoints"))
+    if dist.is_initialized():
+        dist.barrier()
+    return 0, []
 
 
 def resume_checkpoint(
@@ -148,8 +171,10 @@ def launch(
 
     When a process dies (a lost executor fails the whole barrier stage, and Spark does not retry a
     failed barrier result stage; a crash), it runs again, up to ``retries`` times, from the last
-    epoch's checkpoint (``resume``), then, with ``fallback_single``, finishes in this process from that
-    checkpoint. The summary says how it went: ``attempts``, and ``fallback`` when it fell back.
+    epoch's checkpoint (``resume``). Then, with ``fallback_single`` and ``local_mode`` (the processes
+    ran on the driver anyway), it finishes in this process from that checkpoint; on executors it
+    raises instead (a cluster's driver is not sized to train the model). The summary says how it
+    went: ``attempts``, and ``fallback`` when it fell back.
     """
     if num_processes <= 1:
         return _summary(worker(args))
@@ -161,7 +186,7 @@ def launch(
                 num_processes=num_processes, local_mode=local_mode, use_gpu=use_gpu
             )
             return {**_summary(distributor.run(worker, args)), "attempts": attempt + 1}
-        except Exception as e:
+        except Exception as e:  # Py4JJavaError (a lost executor), RuntimeError (a crash)
             error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
             if attempt < retries:
                 log.warning(
@@ -169,13 +194,17 @@ def launch(
                     error,
                     attempt + 2,
                     retries + 1,
+                    exc_info=True,
                 )
-            elif fallback_single:
+            elif fallback_single and local_mode:
                 # Seen intermittently on 2-core CPU runs: heap corruption in gloo's sparse all-reduce
                 # ("malloc(): unaligned tcache chunk detected") kills a rank at any step. Finish in one
                 # process from the last checkpoint rather than lose the run; the metrics say so.
                 log.warning(
-                    "distributed training failed %d times (%s); finishing in one process", attempt + 1, error
+                    "distributed training failed %d times (%s); finishing in one process",
+                    attempt + 1,
+                    error,
+                    exc_info=True,
                 )
                 return {
                     **_summary(worker({**args, "resume": True})),
@@ -237,10 +266,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
     optimizers = make_optimizers(model, a.lr)
     feed = make_feed(a.feed, a.examples, a.batch_size, rank=rank, world=world, seed=a.seed)
-    start = 0
-    history: list[dict[str, float]] = []
-    if a.resume:
-        start, history = resume_checkpoint(a.model_dir, model, optimizers, device, rank)
+    start, history = begin(a.model_dir, model, optimizers, device, rank, a.resume)
     queue = CandidateQueue(a.queue_size, enc.dim, device) if a.queue_size else None
     for epoch in range(start, a.epochs):
         t0, losses = time.perf_counter(), []

@@ -61,10 +61,10 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from retrieval.encoder.distributed import (
+        begin,
         end_epoch,
         epoch_totals,
         finish,
-        resume_checkpoint,
         start_process,
     )
     from retrieval.encoder.feed import make_feed
@@ -89,7 +89,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         to_batch=lambda t: slate_batch(t, n_feat, dim),
         bucket=lambda t: t.column("n").to_numpy(),  # a step costs what its longest slate costs (L^2)
     )
-    start, history = resume_checkpoint(a.model_dir, model, [opt], device, rank) if a.resume else (0, [])
+    start, history = begin(a.model_dir, model, [opt], device, rank, a.resume)
     for epoch in range(start, a.epochs):
         model.train()
         t0, losses, offers = time.perf_counter(), [], 0

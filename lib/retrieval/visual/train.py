@@ -117,10 +117,10 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from retrieval.encoder.distributed import (
+        begin,
         end_epoch,
         epoch_totals,
         finish,
-        resume_checkpoint,
         start_process,
     )
     from retrieval.encoder.feed import make_feed
@@ -144,7 +144,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         buffer_rows=2048,
         to_batch=lambda t: group_batch(t, a.variant, a.views, cfg.size, rng, a.shop_views),
     )
-    start, history = resume_checkpoint(a.model_dir, model, [opt], device, rank) if a.resume else (0, [])
+    start, history = begin(a.model_dir, model, [opt], device, rank, a.resume)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, a.epochs * feed.steps))
     with warnings.catch_warnings():  # resuming: the schedule catches up with the epochs done
         warnings.simplefilter("ignore", UserWarning)
