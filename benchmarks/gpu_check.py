@@ -7,7 +7,8 @@ CUDA (when present), side by side: the DNN reranker (13 features + 64-d text vec
 and 300 offers, NDCGLoss2++ and NeuralNDCG@10, MLP and self-attention) and the two-tower encoder
 (batch 1024 pairs, sampled softmax, dense embeddings on CUDA as train_encoder uses with nccl), and
 the image encoder (P x K = 32 x 4 images of 64x64 and 128x128, triplet loss with batch-all mining, the
-CPU width 16 and a GPU width 32).
+CPU width 16 and a GPU width 32); and the training checkpoints (save after each epoch through
+retrieval.storage, prune to the last two, resume onto the device) of an encoder of the default size.
 """
 
 from __future__ import annotations
@@ -113,6 +114,54 @@ def visual_rate(device: str, size: int, width: int, steps: int) -> float:
     return steps * 128 / (time.perf_counter() - t0)
 
 
+def checkpoint_roundtrip(device: str, epochs: int = 3) -> dict[str, object]:
+    """The training checkpoints on ``device`` (encoder/distributed.py, through retrieval.storage): an
+    encoder of the pipeline's size with its optimizers' state saved after each of ``epochs`` epochs
+    (pruned to the last two), then resumed onto the device: the loaded tensors equal the saved ones.
+    Returns the checkpoint size, save and resume MB/s and what was kept."""
+    import tempfile
+
+    import torch
+
+    from retrieval import storage
+    from retrieval.encoder.distributed import begin, save_checkpoint
+    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
+
+    cfg = EncoderConfig(sparse=not device.startswith("cuda"))
+    model = OfferTower(cfg).to(device)
+    optimizers = make_optimizers(model, 0.01)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "model")
+        begin(root, model, optimizers, device, 0, resume=False)
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            save_checkpoint(root, epoch, model, optimizers, [{"epoch": epoch}], {"device": device})
+        save_s = (time.perf_counter() - t0) / epochs
+        kept = [f.rsplit("/", 1)[-1] for f in storage.list_files(os.path.join(root, "checkpoints"))]
+        size = os.path.getsize(os.path.join(root, "checkpoints", kept[-1]))
+        again = OfferTower(cfg).to(device)
+        t0 = time.perf_counter()
+        start, history = begin(root, again, make_optimizers(again, 0.01), device, 0, resume=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        load_s = time.perf_counter() - t0
+    same = all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+    where = {str(t.device) for t in again.state_dict().values()}
+    return {
+        "checkpoint_mb": round(size / 1e6, 1),
+        "save_mb_per_s": round(size / 1e6 / save_s),
+        "resume_mb_per_s": round(size / 1e6 / load_s),
+        "kept": kept,
+        "resumed_at_epoch": start,
+        "history": len(history),
+        "equal": same,
+        "loaded_on": sorted(where),
+    }
+
+
 def main() -> None:
     import torch
 
@@ -133,6 +182,12 @@ def main() -> None:
             rate = visual_rate(dev, size, width, steps)
             out[f"visual_{size}px_w{width}_images_per_s@{dev}"] = round(rate)
             print(f"visual   {dev:<7} {size}px width {width:<3} {rate:>12,.0f} images/s", flush=True)
+        try:
+            ck = checkpoint_roundtrip(dev)
+        except ImportError as e:  # fsspec missing where this runs
+            ck = {"skipped": str(e)}
+        out[f"checkpoint@{dev}"] = ck
+        print(f"checkpoint {dev:<7} {ck}", flush=True)
         rate = encoder_rate(dev, steps)
         out[f"encoder_examples_per_s@{dev}"] = round(rate)
         print(f"encoder  {dev:<7} {rate:>12,.0f} pairs/s", flush=True)
