@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Sequence
 
 from retrieval import config as config_mod
+from retrieval import storage
 from retrieval.spark import LOG4J_CONFIG, is_local_master, local_dirs, spark_conf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
@@ -140,7 +141,7 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
     if s.python_env:
         # The executors unpack the archive into ./environment and run its Python (spark.pyspark.python
         # wins over PYSPARK_PYTHON); in client mode the driver runs here, on this venv's Python.
-        cmd += ["--archives", f"{_ship_uri(s.python_env)}#{PYTHON_ENV_DIR}"]
+        cmd += ["--archives", f"{storage.absolute(s.python_env)}#{PYTHON_ENV_DIR}"]
         cmd += ["--conf", f"spark.pyspark.python=./{PYTHON_ENV_DIR}/bin/python"]
         driver_python = f"./{PYTHON_ENV_DIR}/bin/python" if s.deploy_mode == "cluster" else sys.executable
         cmd += ["--conf", f"spark.pyspark.driver.python={driver_python}"]
@@ -161,13 +162,6 @@ def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_fi
 def _this_machine(master: str) -> bool:
     """A local master, or a standalone master on this machine (retrieval.standalone, the tests)."""
     return is_local_master(master) or master.startswith(("spark://127.0.0.1", "spark://localhost"))
-
-
-def _ship_uri(path: str) -> str:
-    """A file to ship (--archives): local paths absolute (spark-submit uploads them), URIs as they are."""
-    from retrieval import storage
-
-    return storage.absolute(path)
 
 
 def environment(cfg: config_mod.Config) -> dict[str, str]:

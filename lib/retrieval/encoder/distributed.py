@@ -250,9 +250,18 @@ def start_process(use_gpu: bool, threads: int, seed: int) -> tuple[int, int, int
     return rank, world, local_rank, f"cuda:{local_rank}" if cuda else "cpu"
 
 
+def wrap(model: Any, world: int, local_rank: int, device: str) -> Any:
+    """``model`` in DistributedDataParallel when there are several ranks (on this rank's GPU when it
+    has one), else ``model`` itself: what the training step calls."""
+    if world <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[local_rank] if device != "cpu" else None)
+
+
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of distributed training; returns a summary (identical on every rank)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     from retrieval.encoder.feed import make_feed
     from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers, save
@@ -260,10 +269,10 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
     a = TrainArgs(**args)
     rank, world, local_rank, device = start_process(a.use_gpu, a.threads, a.seed)
-    cuda, distributed = device != "cpu", world > 1
+    cuda = device != "cpu"
     enc = EncoderConfig.from_dict({**a.encoder, "sparse": not cuda and a.encoder.get("sparse", True)})
     model = OfferTower(enc).to(device)
-    net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
+    net = wrap(model, world, local_rank, device)
     optimizers = make_optimizers(model, a.lr)
     feed = make_feed(a.feed, a.examples, a.batch_size, rank=rank, world=world, seed=a.seed)
     start, history = begin(a.model_dir, model, optimizers, device, rank, a.resume)

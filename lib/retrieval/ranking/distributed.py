@@ -58,7 +58,6 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of reranker training; returns a summary (identical on every rank)."""
     import numpy as np
     import torch
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     from retrieval.encoder.distributed import (
         begin,
@@ -66,16 +65,16 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         epoch_totals,
         finish,
         start_process,
+        wrap,
     )
     from retrieval.encoder.feed import make_feed
     from retrieval.ranking.dnn import Reranker, RerankerConfig, loss_value, save, slate_batch, to_tensors
 
     a = RerankArgs(**args)
     rank, world, local_rank, device = start_process(a.use_gpu, a.threads, a.seed)
-    cuda, distributed = device != "cpu", world > 1
     cfg = RerankerConfig.from_dict(a.reranker)
     model = Reranker(cfg, np.asarray(a.mean), np.asarray(a.std)).to(device)
-    net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
+    net = wrap(model, world, local_rank, device)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     n_feat, dim = len(cfg.features), cfg.text_dim
     feed = make_feed(

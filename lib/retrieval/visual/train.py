@@ -114,7 +114,6 @@ def train_step(net: Any, opt: Any, imgs: np.ndarray, labels: np.ndarray, a: Visu
 def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Runs one rank of image-encoder training; returns a summary (identical on every rank)."""
     import torch
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     from retrieval.encoder.distributed import (
         begin,
@@ -122,16 +121,16 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         epoch_totals,
         finish,
         start_process,
+        wrap,
     )
     from retrieval.encoder.feed import make_feed
     from retrieval.visual.model import ImageEncoder, VisualConfig
 
     a = VisualArgs(**args)
     rank, world, local_rank, device = start_process(a.use_gpu, a.threads, a.seed)
-    cuda, distributed = device != "cpu", world > 1
     cfg = VisualConfig(**a.model)
     model = ImageEncoder(cfg).to(device)
-    net: Any = DDP(model, device_ids=[local_rank] if cuda else None) if distributed else model
+    net = wrap(model, world, local_rank, device)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     rng = np.random.default_rng([a.seed, rank, 17])
     feed = make_feed(
