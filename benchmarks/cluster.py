@@ -28,7 +28,7 @@ sys.path.insert(0, REPO)
 
 def pipeline(root: str, config: str, *sets: str) -> dict[str, Any]:
     """Runs the pipeline into ``root``; {stage: seconds}, the wall time and the command."""
-    from jobs.pipeline import STAGES
+    from retrieval.stages import pipeline_stages
 
     shutil.rmtree(root, ignore_errors=True)
     cmd = ["./submit.sh", "pipeline", "--config", config, "--set", f"paths.root={root}"]
@@ -40,7 +40,7 @@ def pipeline(root: str, config: str, *sets: str) -> dict[str, Any]:
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
     stages = {}
-    for stage, _ in STAGES:
+    for stage in (s.name for s in pipeline_stages()):
         with open(os.path.join(root, "_metrics", f"{stage}.json"), encoding="utf-8") as f:
             stages[stage] = round(float(json.load(f)["seconds"]), 1)
     return {"command": " ".join(cmd), "stages": stages, "wall_s": round(wall, 1)}
@@ -62,10 +62,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             os.path.join(work, "standalone-run"),
             a.config,
             f"spark.master={cluster.url}",
-            "train.local_mode=false",
-            "visual.local_mode=false",
+            "training.local_mode=false",
+            "visual.training.local_mode=false",
         )
     result = {
+        "kind": "speed",
         "config": a.config,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "local": local,

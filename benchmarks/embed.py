@@ -40,17 +40,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
     from pyspark.sql import functions as F
 
-    from retrieval import config as config_mod
-    from retrieval import storage, tables
+    from retrieval import config, storage, tables
     from retrieval.artifacts import encoder_dir
-    from retrieval.encoder.model import load
-    from retrieval.encoder.spark_embed import OFFER_CONTENT, broadcast_model, embed_frame, embed_offers
+    from retrieval.encoder.model import OfferTower
+    from retrieval.encoder.spark_embed import OFFER_CONTENT, embed_frame, embed_offers
     from retrieval.spark import get_spark
     from retrieval.spark_tables import read_table
+    from retrieval.training.models import load_model
+    from retrieval.training.spark_inference import broadcast_model
 
-    cfg = config_mod.load(None, [f"paths.root={a.root}", f"spark.master=local[{a.threads}]"])
+    cfg = config.load(None, [f"paths.root={a.root}", f"spark.master=local[{a.threads}]"])
     path = encoder_dir(cfg.paths.root, cfg.embed.model)
-    model = load(storage.local_path(path))
+    model = load_model(OfferTower, storage.local_path(path))
     offers_path = storage.local_path(tables.path(a.root, tables.OFFERS))
     spark = get_spark(cfg, "bench-embed")
     offers = read_table(spark, a.root, tables.OFFERS)
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.rmtree(out_dir, ignore_errors=True)
     best_spark, best_bare = n / min(spark_s), n / min(bare_s)
     result = {
+        "kind": "speed",
         "benchmark": "embed_offers offers/s: Spark mapInPandas vs a bare single-process torch loop, same parquet",
         "command": "python -m benchmarks.embed " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -4,8 +4,8 @@
 
 Same model, same examples, same batch size and torch threads, one process: examples/s of
   - in-memory: every example decoded into arrays up front, batches taken by index (the upper bound);
-  - arrow: retrieval.encoder.feed.ArrowFeed (pyarrow reader + shuffle buffer);
-  - petastorm: retrieval.encoder.feed.PetastormFeed (make_batch_reader, synchronous pool);
+  - arrow: retrieval.training.feed.ArrowFeed (pyarrow reader + shuffle buffer);
+  - petastorm: retrieval.training.feed.PetastormFeed (make_batch_reader, synchronous pool);
 and the ratio of each feed to in-memory (goal >= 0.8). Uses the pipeline's training examples when they
 exist (run ./submit.sh pipeline first), else writes 200k random examples of the same schema.
 Results: benchmarks/results/encoder_feed.json.
@@ -81,9 +81,9 @@ def main() -> None:
     import torch
 
     from retrieval.encoder.features import take
-    from retrieval.encoder.feed import ArrowFeed, PetastormFeed, batch_from_table
-    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
-    from retrieval.encoder.train import PairBatch
+    from retrieval.encoder.model import OfferTower, TowerConfig, make_optimizers
+    from retrieval.encoder.train import PairBatch, pair_batch
+    from retrieval.training.feed import ArrowFeed, PetastormFeed
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--examples", default=os.path.join(REPO, "work", "local", "encoder", "train_examples"))
@@ -104,7 +104,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     table = ds.dataset(path, format="parquet").to_table()
     steps = min(args.steps, table.num_rows // args.batch_size - 1)
-    whole = batch_from_table(table)
+    whole = pair_batch(table)
     rng = np.random.default_rng(0)
 
     def in_memory():  # type: ignore[no-untyped-def]
@@ -121,20 +121,21 @@ def main() -> None:
 
     methods = {
         "in_memory": lambda: in_memory(),
-        "arrow": lambda: ArrowFeed(path, args.batch_size, seed=1).epoch(0),
-        "petastorm": lambda: PetastormFeed(path, args.batch_size, seed=1).epoch(0),
+        "arrow": lambda: ArrowFeed(path, args.batch_size, pair_batch, seed=1).epoch(0),
+        "petastorm": lambda: PetastormFeed(path, args.batch_size, pair_batch, seed=1).epoch(0),
     }
     # Interleaved rounds, best of each: the first runs pay for page faults and caches.
     results: dict[str, float] = {}
     for round_ in range(args.rounds):
         for name, batches in methods.items():
             torch.manual_seed(0)
-            model = OfferTower(EncoderConfig())
+            model = OfferTower(TowerConfig())
             rate = timed_epoch(batches(), steps, model, make_optimizers(model, 0.01), 0.05)
             results[name] = round(max(results.get(name, 0.0), rate), 1)
             print(f"round {round_} {name:>10}: {rate:,.0f} examples/s", flush=True)
     ratios = {k: round(results[k] / results["in_memory"], 3) for k in ("arrow", "petastorm")}
     out = {
+        "kind": "speed",
         "benchmark": "encoder training examples/s: feeds vs in-memory, same model, batch and threads",
         "command": "python -m benchmarks.encoder_feed",
         "examples": source,

@@ -26,7 +26,8 @@ def rerank_rate(device: str, kind: str, loss: str, length: int, steps: int) -> f
     import numpy as np
     import torch
 
-    from retrieval.ranking.dnn import Reranker, RerankerConfig, loss_value
+    from retrieval.ranking.dnn import Reranker, RerankerConfig
+    from retrieval.ranking.losses import LOSSES
 
     torch.manual_seed(0)
     b, f, d = 32, 13, 64
@@ -43,7 +44,7 @@ def rerank_rate(device: str, kind: str, loss: str, length: int, steps: int) -> f
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        out = loss_value(loss, model(x, q, t, valid), y, **kw)
+        out = LOSSES[loss](model(x, q, t, valid), y, **kw)
         opt.zero_grad()
         out.backward()
         opt.step()
@@ -57,11 +58,11 @@ def encoder_rate(device: str, steps: int) -> float:
     import torch
 
     from retrieval.encoder.features import OfferFeatures
-    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
+    from retrieval.encoder.model import OfferTower, TowerConfig, make_optimizers
     from retrieval.encoder.train import PairBatch, train_step
 
     torch.manual_seed(0)
-    cfg = EncoderConfig(sparse=not device.startswith("cuda"))
+    cfg = TowerConfig(sparse=not device.startswith("cuda"))
     model = OfferTower(cfg).to(device)
     opts = make_optimizers(model, 0.01)
     rng = np.random.default_rng(0)
@@ -93,10 +94,11 @@ def encoder_rate(device: str, steps: int) -> float:
 def visual_rate(device: str, size: int, width: int, steps: int) -> float:
     import torch
 
-    from retrieval.visual.model import ImageEncoder, VisualConfig, triplet_loss
+    from retrieval.visual.losses import batch_all
+    from retrieval.visual.model import ImageEncoder, ImageEncoderConfig
 
     torch.manual_seed(0)
-    model = ImageEncoder(VisualConfig(width=width, size=size)).to(device)
+    model = ImageEncoder(ImageEncoderConfig(width=width, size=size)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     x = torch.rand(128, 3, size, size, device=device)
     y = torch.arange(32, device=device).repeat_interleave(4)
@@ -105,7 +107,7 @@ def visual_rate(device: str, size: int, width: int, steps: int) -> float:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        loss = triplet_loss(model(x), y, 0.2, "batch_all")
+        loss = batch_all(model(x), y, margin=0.2)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -124,10 +126,10 @@ def checkpoint_roundtrip(device: str, epochs: int = 3) -> dict[str, object]:
     import torch
 
     from retrieval import storage
-    from retrieval.encoder.distributed import begin, save_checkpoint
-    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
+    from retrieval.encoder.model import OfferTower, TowerConfig, make_optimizers
+    from retrieval.training.checkpoints import begin, save_checkpoint
 
-    cfg = EncoderConfig(sparse=not device.startswith("cuda"))
+    cfg = TowerConfig(sparse=not device.startswith("cuda"))
     model = OfferTower(cfg).to(device)
     optimizers = make_optimizers(model, 0.01)
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,6 +173,7 @@ def main() -> None:
     a = p.parse_args()
     devices = ["cpu"] + (["cuda:0"] if torch.cuda.is_available() else [])
     out: dict[str, object] = {
+        "kind": "speed",
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),

@@ -25,13 +25,13 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from retrieval import config as config_mod  # noqa: E402
-from retrieval.config import PairsConfig  # noqa: E402
+from retrieval import config  # noqa: E402
+from retrieval.config import PairsSection  # noqa: E402
 
 EVENTS_PER_SESSION = 12.8  # measured on the generator's defaults (listing length does not change it)
 
 
-def duckdb_pairs_sql(events: str, cfg: PairsConfig, cutoff: str) -> str:
+def duckdb_pairs_sql(events: str, cfg: PairsSection, cutoff: str) -> str:
     """The semantics of retrieval.mining.pairs in DuckDB SQL, over an events relation or parquet glob."""
     weights = " ".join(f"WHEN '{k}' THEN {float(v)}" for k, v in sorted(cfg.event_weights.items()))
     names = ", ".join(f"'{k}'" for k in sorted(cfg.event_weights))
@@ -72,7 +72,7 @@ def prepare(root: str, millions: float, threads: int) -> str:
     if os.path.exists(os.path.join(data, "events", "_SUCCESS")):
         return data
     sessions = int(millions * 1e6 / EVENTS_PER_SESSION)
-    cfg = config_mod.load(
+    cfg = config.load(
         None,
         [
             f"paths.root={data}",
@@ -95,19 +95,19 @@ def prepare(root: str, millions: float, threads: int) -> str:
     return data
 
 
-def run_spark(spark: Any, data: str, cfg: PairsConfig, out: str) -> tuple[float, str]:
+def run_spark(spark: Any, data: str, cfg: PairsSection, out: str) -> tuple[float, str]:
     from retrieval import tables
     from retrieval.mining.spark_pairs import mine_pairs, test_cutoff
     from retrieval.spark_tables import read_table
 
     t = time.perf_counter()
     events = read_table(spark, data, tables.EVENTS)
-    cutoff = test_cutoff(events, config_mod.SplitConfig())
+    cutoff = test_cutoff(events, config.SplitSection())
     mine_pairs(events, cfg, cutoff).write.mode("overwrite").parquet(out)
     return time.perf_counter() - t, cutoff
 
 
-def run_duckdb(data: str, cfg: PairsConfig, cutoff: str, out: str, threads: int) -> float:
+def run_duckdb(data: str, cfg: PairsSection, cutoff: str, out: str, threads: int) -> float:
     import duckdb
 
     con = duckdb.connect()
@@ -149,8 +149,8 @@ def main() -> None:
 
     sizes = [float(x) for x in args.events.split(",")]
     datas = {m: prepare(args.root, m, args.threads) for m in sizes}
-    pairs_cfg = PairsConfig()
-    cfg = config_mod.load(
+    pairs_cfg = PairsSection()
+    cfg = config.load(
         None,
         [
             f"spark.master=local[{args.threads}]",
@@ -193,6 +193,7 @@ def main() -> None:
     else:
         growth = {}
     result = {
+        "kind": "speed",
         "benchmark": "mine_pairs: Spark local[*] vs DuckDB SQL, same events parquet, same threads",
         "command": "python -m benchmarks.mining --events " + args.events,
         "threads": args.threads,

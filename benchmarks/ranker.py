@@ -15,7 +15,6 @@ Results go to benchmarks/results/ranker.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -60,16 +59,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import pyarrow.parquet as pq
     import xgboost as xgb
 
-    from retrieval import config as config_mod
-    from retrieval.ranking.distributed import RerankArgs, train_worker
-    from retrieval.ranking.dnn import RerankerConfig, feature_stats, loss_args
-    from retrieval.ranking.metrics import pad_groups
+    from retrieval import config
+    from retrieval.ranking.dnn import RerankerConfig, feature_stats
+    from retrieval.ranking.evaluation import pad_groups
     from retrieval.ranking.spark_ranker import fit_xgb, prepare_groups
+    from retrieval.ranking.worker import fit_reranker
     from retrieval.spark import get_spark
 
     d = make_data(a.queries, a.per_query, a.features, seed=7)
     names = [f"f{i}" for i in range(a.features)]
-    cfg = config_mod.load(
+    cfg = config.load(
         None,
         [
             "paths.root=work/bench/ranker",
@@ -134,25 +133,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mean, std = feature_stats(x_pad, y_pad)
     rcfg = RerankerConfig(features=names, hidden=cfg.ranker.dnn_hidden)
     dnn: dict[str, Any] = {}
-    for loss in cfg.ranker.losses:
+    in_process = config.TrainingSection(num_processes=1, threads=a.threads)
+    for spec in cfg.ranker.losses:
+        loss = spec.name
         out = os.path.join(REPO, "work", "bench", "ranker", loss)
         shutil.rmtree(out, ignore_errors=True)
-        res = train_worker(
-            dataclasses.asdict(
-                RerankArgs(
-                    slates=slates_dir,
-                    model_dir=out,
-                    reranker=rcfg.to_dict(),
-                    mean=mean.tolist(),
-                    std=std.tolist(),
-                    loss=loss,
-                    loss_args=loss_args(cfg.ranker, loss),
-                    epochs=1,
-                    batch_size=cfg.ranker.dnn_batch_size,
-                    threads=a.threads,
-                    progress_s=0,
-                )
-            )
+        optim = (1, cfg.ranker.dnn_batch_size, cfg.ranker.dnn_lr)
+        res = fit_reranker(
+            slates_dir, out, rcfg.to_dict(), (mean, std), spec, optim, in_process, 0, progress_s=0
         )
         h = res["history"][-1]
         dnn[loss] = {"offers_per_s": h["offers_per_s"], "slates_per_s": h["slates_per_s"]}
@@ -161,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = single_s / spark_s
     print(f"XGBoost: single process {single_s:.1f} s, SparkXGBRanker {spark_s:.1f} s -> ratio {ratio:.2f}")
     result = {
+        "kind": "speed",
         "queries": a.queries,
         "rows": rows,
         "features": a.features,

@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "recs.json"))
     a = p.parse_args(argv)
 
-    from retrieval import config as config_mod
+    from retrieval import config
     from retrieval.spark import get_spark
 
-    cfg = config_mod.load(
+    cfg = config.load(
         None, [f"spark.master=local[{a.threads}]", "spark.driver_memory=8g", "paths.root=" + a.work]
     )
     spark = get_spark(cfg, "bench-recs")
@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "exact_time_x": round(hi["seconds"]["exact_all_scaled"] / lo["seconds"]["exact_all_scaled"], 2),
         }
     result = {
+        "kind": "speed",
         "benchmark": "recs for every offer: Spark sharded index vs single-process faiss (same factory) vs exact",
         "command": "python -m benchmarks.recs " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -9,34 +9,30 @@ its id-only mode on every training prefix -> next item (sampled softmax, in-batc
 correction, learned recency pooling of the last sessions.max_len items), then ranks all items for
 every test prefix: the encoder's session query, its "last item -> similar items" lookup (what the
 recs table serves), and POP, S-POP and Item-KNN (co-occurrence) baselines, all in the same run.
-P@20 and MRR@20 in %, beside the published figures, go to <sessions.results_dir>/<name>.json.
+P@20 and MRR@20 in %, beside the published figures, go to <paths.results>/<name>.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import numpy as np
-import torch
 
 from retrieval import storage
-from retrieval.artifacts import content_version, model_dir
 from retrieval.cli import job_main
-from retrieval.config import Config, ConfigError
-from retrieval.encoder.features import Vocab
-from retrieval.encoder.model import EncoderConfig, OfferTower, SessionPool, save
-from retrieval.encoder.sessions import (
-    histories,
-    id_features,
-    item_vectors,
-    session_examples,
-    session_vectors,
-    train_sessions,
+from retrieval.config import Config, ConfigError, runtime
+from retrieval.sessions.benchmark import (
+    SessionData,
+    encoder_methods,
+    iter_methods,
+    p_and_mrr_at_k,
+    published,
+    table_lines,
 )
-from retrieval.evaluation import exact_search
-from retrieval.sessions.benchmark import SessionData, iter_methods, p_and_mrr_at_k, published
 from retrieval.sessions.spark_import import import_sessions, read_sessions
+from retrieval.training.distributed import start_process
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -47,63 +43,27 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     imported = import_sessions(spark, s.dir, root)
     data = read_sessions(spark, root)
     n, k = len(data.item_ids), s.k
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    torch.manual_seed(cfg.seed)
-
+    rt = runtime(cfg, "sessions")
+    start_process(rt.use_gpu, rt.threads, cfg.seed)  # this process trains: its threads and seed
+    model_dir = storage.absolute(storage.join(root, "models", "session_encoder"))
+    ranked, history, out_dir = encoder_methods(
+        data.train, data.prefixes, data.item_ids, s, cfg.seed, model_dir
+    )
+    ranked.update(iter_methods(SessionData(data.train, data.prefixes, data.labels, n), k))
     figures: dict[str, dict[str, float]] = {}
-
-    def score(name: str, ranked: np.ndarray) -> None:
-        p, r = p_and_mrr_at_k(ranked, data.labels, k)
+    for name, top in ranked.items():
+        p, r = p_and_mrr_at_k(np.asarray(top), data.labels, k)
         figures[name] = {f"p_at_{k}": round(p, 2), f"mrr_at_{k}": round(r, 2)}
-
-    # The encoder, id-only: dense item indices are the id embedding's rows (no hashing, no collisions).
-    enc = EncoderConfig(
-        dim=s.dim,
-        embed_dim=s.dim,
-        content=False,
-        id_dropout=0.0,
-        session_len=s.max_len,
-        vocab=Vocab(ids=n + 1),
-    )
-    tower, pool, features = OfferTower(enc), SessionPool(enc), id_features()
-    examples = session_examples(data.train, s.max_len)
-    history = train_sessions(
-        tower,
-        pool,
-        features,
-        examples,
-        n,
-        s.epochs,
-        s.batch_size,
-        s.lr,
-        s.temperature,
-        s.uniform_negatives,
-        seed=cfg.seed,
-    )
-    version = content_version({"encoder": enc.to_dict(), "sessions": dataclasses.asdict(s), "seed": cfg.seed})
-    out_dir = storage.absolute(model_dir(root, "session_encoder", version))
-    save(tower, out_dir, {"item_ids": data.item_ids.tolist()}, pool=pool)
-    items = item_vectors(tower, features, n)
-    dense = np.arange(1, n + 1)
-    hist, lengths = histories(data.prefixes, s.max_len)
-    score(
-        "encoder_session",
-        exact_search(session_vectors(tower, pool, features, hist, lengths), items, dense, k)[1],
-    )
-    last = hist[:, -1]
-    score("encoder_last_item", exact_search(items[last - 1], items, dense, k, exclude=last)[1])
-    for name, ranked in iter_methods(SessionData(data.train, data.prefixes, data.labels, n), k):
-        score(name, ranked)
-
     pub = published(s.name, s.dir)
+    examples = sum(max(0, len(x) - 1) for x in data.train)
     results = {
+        "kind": "sessions",
         "name": s.name,
         "command": f"./submit.sh eval_sessions --set sessions.dir={s.dir} --set sessions.name={s.name}",
         "protocol": f"rank all {n:,} items for each of {len(data.labels):,} test prefixes; P@{k}, MRR@{k} in %",
         "dataset": {
             "train_sessions": imported["train_sessions"],
-            "train_examples": len(examples),
+            "train_examples": examples,
             "test_examples": len(data.labels),
             "items": n,
             "events": imported["events"],
@@ -111,30 +71,23 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         },
         "methods": figures,
         "published": pub,
-        "training": {"history": history, "model_version": version, "config": dataclasses.asdict(s)},
+        "training": {
+            "history": history,
+            "model_version": os.path.basename(out_dir),
+            "config": dataclasses.asdict(s),
+        },
     }
-    results_path = storage.join(s.results_dir, f"{s.name}.json")
+    results_path = storage.join(cfg.paths.results, f"{s.name}.json")
     storage.write_json_atomic(results_path, results)
-    lines = [f"{'method':<22}{'P@' + str(k):>8}{'MRR@' + str(k):>9}   (published)"]
-    for m, f in figures.items():
-        ref = pub["methods"].get(m, {})
-        tail = f"   ({ref[f'p_at_{k}']:.2f} / {ref[f'mrr_at_{k}']:.2f})" if f"p_at_{k}" in ref else ""
-        lines.append(f"{m:<22}{f[f'p_at_{k}']:>8.2f}{f[f'mrr_at_{k}']:>9.2f}{tail}")
-    for m, f in pub["methods"].items():
-        if m not in figures and f"p_at_{k}" in f:
-            lines.append(
-                f"{m:<22}{'':>8}{'':>9}   ({f[f'p_at_{k}']:.2f} / {f[f'mrr_at_{k}']:.2f}) published only"
-            )
     return {
         **results,
         "rows_out": imported["events"],
         "outputs": {**imported["outputs"], "session encoder": out_dir, "results": results_path},
         "summary": [
-            f"{imported['train_sessions']:,} training sessions ({len(examples):,} prefixes), "
+            f"{imported['train_sessions']:,} training sessions ({examples:,} prefixes), "
             f"{len(data.labels):,} test prefixes, {n:,} items; {imported['quarantined_lines']} lines quarantined",
-            f"encoder: {len(history)} epochs, last loss {history[-1]['loss']:.3f}, "
-            f"{history[-1]['examples_per_s']:,.0f} examples/s",
-            *lines,
+            f"encoder: {len(history)} epochs, last loss {history[-1]['loss']:.3f}, {history[-1]['examples_per_s']:,.0f} examples/s",
+            *table_lines(figures, pub, k),
         ],
     }
 

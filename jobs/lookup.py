@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from retrieval.cli import load_config, parser, setup_logging
-from retrieval.report.spark_examples import carousels
+from retrieval.report.spark_report import carousels
 from retrieval.spark_tables import TableError
 
 

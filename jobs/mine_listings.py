@@ -20,57 +20,50 @@ from retrieval import tables
 from retrieval.artifacts import save_json_model
 from retrieval.cli import job_main
 from retrieval.config import Config
-from retrieval.mining.spark_listings import add_features, curve_against_truth, fit_propensity, shown
+from retrieval.mining.spark_listings import (
+    add_features,
+    curve_against_truth,
+    curve_line,
+    fit_propensity,
+    shown,
+    split_stats,
+)
 from retrieval.mining.spark_pairs import session_splits, test_cutoff
 from retrieval.spark_tables import exists, read_table, write_table
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root = cfg.paths.root
-    events = read_table(spark, root, tables.EVENTS)
-    offers = read_table(spark, root, tables.OFFERS)
+    events, offers = read_table(spark, root, tables.EVENTS), read_table(spark, root, tables.OFFERS)
     cutoff = test_cutoff(events, cfg.split)
     splits = session_splits(events, cutoff).persist(StorageLevel.MEMORY_AND_DISK)
     rows = shown(events, splits).persist(StorageLevel.MEMORY_AND_DISK)
     model, fit_info = fit_propensity(rows, cfg.listings, cfg.seed)
-    model_uri = save_json_model(
-        root,
-        "position_bias",
-        {
-            "model": "position_based_click_model",
-            "fitted_on": {"test_start": cutoff, **fit_info},
-            **model.to_dict(),
-        },
-    )
+    fitted = {
+        "model": "position_based_click_model",
+        "fitted_on": {"test_start": cutoff, **fit_info},
+        **model.to_dict(),
+    }
+    model_uri = save_json_model(root, "position_bias", fitted)
     max_position = int(rows.agg(F.max("position")).first()[0] or 1)  # type: ignore[index]
     table = add_features(rows, events, offers, splits, model, cfg.listings, max_position)
     parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    uri = write_table(
-        table.repartition(parts, "query_id").sortWithinPartitions("query_id", "position"),
-        root,
-        tables.LISTINGS,
-    )
-    listings = read_table(spark, root, tables.LISTINGS)
-    stats = listings.groupBy("split").agg(
-        F.countDistinct("query_id").alias("searches"),
-        F.count(F.lit(1)).alias("rows"),
-        *[F.sum((F.col("label") == g).cast("long")).alias(f"label_{g}") for g in range(4)],
-    )
-    by_split = {
-        r["split"]: {k: int(v) for k, v in r.asDict().items() if k != "split"} for r in stats.collect()
-    }
+    ordered = table.repartition(parts, "query_id").sortWithinPartitions("query_id", "position")
+    uri = write_table(ordered, root, tables.LISTINGS)
+    by_split = split_stats(read_table(spark, root, tables.LISTINGS))
     rows.unpersist()
     splits.unpersist()
-    truth_path = tables.path(root, tables.TRUTH_EXAMINATION)
-    truth = read_table(spark, root, tables.TRUTH_EXAMINATION) if exists(spark, truth_path) else None
-    curve = curve_against_truth(model, truth)
+    has_truth = exists(spark, tables.path(root, tables.TRUTH_EXAMINATION))
+    curve = curve_against_truth(
+        model, read_table(spark, root, tables.TRUTH_EXAMINATION) if has_truth else None
+    )
     n_searches = sum(s["searches"] for s in by_split.values())
     n_rows = sum(s["rows"] for s in by_split.values())
-    mae = curve.get("mae")
+    train = by_split.get("train", {})
     return {
         "listings": n_searches,
         "rows": n_rows,
-        "propensity_mae": mae,
+        "propensity_mae": curve.get("mae"),
         "propensity": {**curve, **fit_info},
         "by_split": by_split,
         "test_start": cutoff,
@@ -78,16 +71,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "outputs": {"listings": uri, "position_bias model": model_uri},
         "summary": [
             f"{n_searches:,} searches -> {n_rows:,} rows; labels (train) "
-            + " ".join(f"{g}:{by_split.get('train', {}).get(f'label_{g}', 0):,}" for g in range(4)),
-            "examination at positions 1/2/3/5/10/20/30: estimated "
-            + " ".join(f"{curve['estimated'][p - 1]:.3f}" for p in (1, 2, 3, 5, 10, 20, 30))
-            + (
-                "; true "
-                + " ".join(f"{curve['true'][p - 1]:.3f}" for p in (1, 2, 3, 5, 10, 20, 30))
-                + f"; MAE {mae:.4f}"
-                if mae is not None
-                else ""
-            ),
+            + " ".join(f"{g}:{train.get(f'label_{g}', 0):,}" for g in range(4)),
+            curve_line(curve),
         ],
     }
 

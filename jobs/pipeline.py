@@ -1,9 +1,12 @@
 """pipeline: every stage, in order, in one Spark application (the README's first command).
 
     ./submit.sh pipeline [--config conf/local.yaml] [--set paths.root=/tmp/run1] [--set k=v ...]
+    ./submit.sh pipeline --from train_ranker          # a late stage failed: go on from it
+    ./submit.sh pipeline --only precompute_recs,evaluate
 
-Runs on the embedded synthetic marketplace unless the config says otherwise. Each stage writes its
-tables, `_metrics/<stage>.json` and the config it used under paths.root, exactly as when it runs alone
+Runs on the embedded synthetic marketplace unless the config says otherwise. The stages and their
+order are the registry's (lib/retrieval/stages.py). Each stage writes its tables,
+`_metrics/<stage>.json` and the config it used under paths.root, exactly as when it runs alone
 (`./submit.sh <stage>`), so any stage can be re-run and inspected on its own afterwards.
 """
 
@@ -12,60 +15,32 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from jobs import (
-    build_index,
-    embed_images,
-    embed_offers,
-    evaluate,
-    evaluate_visual,
-    generate,
-    ingest,
-    mine_listings,
-    mine_pairs,
-    precompute_recs,
-    train_encoder,
-    train_ranker,
-    train_visual,
-    visual_pairs,
-)
-from retrieval.cli import load_config, run_stage, setup_logging, summary
+from retrieval import stages
+from retrieval.cli import load_config, pipeline_arguments, run_stage, setup_logging, summary
 from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
 from retrieval.tracking import Tracker
 
-# (stage name, run function), in dependency order. Later issues append their stages here.
-STAGES = [
-    ("generate", generate.run),
-    ("ingest", ingest.run),
-    ("mine_pairs", mine_pairs.run),
-    ("mine_listings", mine_listings.run),
-    ("train_encoder", train_encoder.run),
-    ("embed_offers", embed_offers.run),
-    ("build_index", build_index.run),
-    ("precompute_recs", precompute_recs.run),
-    ("train_ranker", train_ranker.run),
-    ("visual_pairs", visual_pairs.run),
-    ("train_visual", train_visual.run),
-    ("embed_images", embed_images.run),
-    ("evaluate_visual", evaluate_visual.run),
-    ("evaluate", evaluate.run),
-]
-
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     setup_logging()
-    cfg, source = load_config("pipeline", __doc__, argv)
+    cfg, source, args = load_config("pipeline", __doc__, argv, pipeline_arguments)
+    try:
+        chosen = stages.select(args.start, args.only)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     spark = get_spark(cfg, "pipeline")
     tracker = Tracker(cfg)
     results = []
     with tracker.pipeline():
-        for stage, run in STAGES:
+        for stage in chosen:
             try:
-                result = run_stage(spark, cfg, stage, run, source, tracker)
+                result = run_stage(spark, cfg, stage.name, stage.run_function(), source, tracker)
             except TableError as e:
-                print(f"error in stage {stage}: {e}", file=sys.stderr)
+                print(f"error in stage {stage.name}: {e}", file=sys.stderr)
                 raise SystemExit(1) from None
-            print(summary(stage, result), flush=True)
+            print(summary(stage.name, result), flush=True)
             results.append(result)
     total = sum(r["seconds"] for r in results)
     lines = [f"== pipeline: {len(results)} stages in {total:.1f} s; everything is under {cfg.paths.root}"]

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO
-from jobs.pipeline import STAGES
-from retrieval import config
+from retrieval import config, stages
 
 DAG_FILE = REPO / "deploy" / "airflow" / "retrieval_dags.py"
 AIRFLOW_VERSION = "3.3.2"
@@ -40,10 +39,19 @@ def dag_literals() -> dict[str, Any]:
     return out
 
 
+def test_the_dag_files_stage_block_is_the_registrys() -> None:
+    """The DAG file cannot import the project: its STAGE_DEPS block is generated from the registry
+    (python -m retrieval.stages airflow) and must be what the registry says now."""
+    text = DAG_FILE.read_text(encoding="utf-8")
+    assert stages.airflow_block() in text, (
+        "deploy/airflow/retrieval_dags.py is stale: paste `python -m retrieval.stages airflow`"
+    )
+
+
 def test_stage_deps_follow_the_pipeline() -> None:
     lit = dag_literals()
-    deps, order = lit["STAGE_DEPS"], [name for name, _ in STAGES]
-    assert list(deps) == order, "STAGE_DEPS must name every stage of jobs/pipeline.STAGES, in its order"
+    deps, order = lit["STAGE_DEPS"], [s.name for s in stages.pipeline_stages()]
+    assert list(deps) == order, "STAGE_DEPS must name every pipeline stage of the registry, in its order"
     for stage, upstream in deps.items():
         for dep in upstream:
             assert dep in order[: order.index(stage)], f"{stage} depends on {dep}, which runs after it"
@@ -58,13 +66,13 @@ def test_every_set_key_exists_in_the_config() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and SET.match(node.value)
     }
-    assert {"recs.mode", "recs.since", "train.resume"} <= keys
+    assert {"recs.mode", "recs.since", "training.resume"} <= keys
     cfg = config.Config()
     for key in sorted(keys):
         section, name = key.split(".")
         part = getattr(cfg, section, None)
         known = {f.name for f in dataclasses.fields(part)} if dataclasses.is_dataclass(part) else set()
-        assert name in known, f"--set {key}: no such key in lib/retrieval/config.py"
+        assert name in known, f"--set {key}: no such key in lib/retrieval/config/sections.py"
 
 
 def airflow_python() -> Path:
@@ -212,7 +220,7 @@ def test_airflow_parses_the_dags(tmp_path: Path) -> None:
         for stage, task in weekly["tasks"].items():
             # train_encoder resumes from its last checkpoint on a retry, not on the first try
             for run, resume in (("first", "false"), ("retry", "true")):
-                sets = [f"train.resume={resume}"] if stage == "train_encoder" else []
+                sets = [f"training.resume={resume}"] if stage == "train_encoder" else []
                 assert shlex.split(task["rendered"][run]) == argv(stage, *sets)
 
         assert {t: v["upstream"] for t, v in update["tasks"].items()} == {

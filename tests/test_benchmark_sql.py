@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 from benchmarks.mining import duckdb_pairs_sql
 
-from retrieval.config import PairsConfig
+from retrieval.config import PairsSection
 from retrieval.mining.pairs import Pair, mine_pairs
 
 duckdb = pytest.importorskip("duckdb")
@@ -32,7 +32,7 @@ def test_duckdb_sql_equals_the_pure_pairs() -> None:
                     "offer_id": offer,
                 }
             )
-    cfg = PairsConfig(window=3, max_session_events=12, min_support=2)
+    cfg = PairsSection(window=3, max_session_events=12, min_support=2)
     expected = mine_pairs(events, cfg, "2026-10-12")
     con = duckdb.connect()
     con.execute("CREATE TABLE ev (session_id VARCHAR, ts TIMESTAMP, event VARCHAR, offer_id BIGINT)")

@@ -101,9 +101,9 @@ def cluster_args(cluster: Any, root: Path, *extra: str) -> list[str]:
         "--set",
         f"spark.master={cluster.url}",
         "--set",
-        "train.local_mode=false",
+        "training.local_mode=false",
         "--set",
-        "visual.local_mode=false",
+        "visual.training.local_mode=false",
         "--set",  # start once both executors are there (standalone's default is 0: at once)
         "spark.conf.spark.scheduler.minRegisteredResourcesRatio=1.0",
         *extra,
@@ -241,7 +241,7 @@ def test_gpu_addresses_reach_the_tasks_and_the_training_processes(standalone: An
             "--set",
             f"spark.gpu_discovery_script={REPO / 'deploy' / 'get_gpus_resources.sh'}",
             "--set",
-            "train.use_gpu=true",
+            "training.use_gpu=true",
         ),
         timeout=600,
     )
@@ -271,7 +271,12 @@ def test_a_worker_lost_while_the_encoder_trains(
         str(REPO / "submit.sh"),
         "train_encoder",
         *cluster_args(
-            standalone, tmp_path, "--set", f"train.epochs={epochs}", "--set", "train.fallback_single=false"
+            standalone,
+            tmp_path,
+            "--set",
+            f"encoder.epochs={epochs}",
+            "--set",
+            "training.fallback_single=false",
         ),
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

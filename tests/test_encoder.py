@@ -17,14 +17,8 @@ from retrieval.encoder.features import (
     stable_hash,
 )
 from retrieval.encoder.losses import sampled_softmax
-from retrieval.encoder.model import (
-    EncoderConfig,
-    OfferTower,
-    load,
-    pool_sessions,
-    save,
-    to_tensors,
-)
+from retrieval.encoder.model import OfferTower, TowerConfig, pool_sessions, to_tensors
+from retrieval.training.models import load_model, save_model, saved_config
 
 SMALL = Vocab(words=1024, chars=2048, categories=64, prices=32, sellers=128, ids=4096)
 
@@ -119,7 +113,7 @@ def batch(rows: list[dict]) -> dict[str, torch.Tensor]:
 
 def test_tower_outputs_unit_vectors_and_drops_ids_for_cold_offers() -> None:
     torch.manual_seed(0)
-    model = OfferTower(EncoderConfig(dim=16, embed_dim=8, hidden=32, vocab=SMALL)).eval()
+    model = OfferTower(TowerConfig(dim=16, embed_dim=8, hidden=32, vocab=SMALL)).eval()
     rows = [
         {"offer_id": 1, "title": "red shoe", "category_id": 2, "price": 10.0, "seller_id": 3},
         {"offer_id": 2, "title": "red shoe", "category_id": 2, "price": 10.0, "seller_id": 3},
@@ -160,9 +154,10 @@ def test_session_pooling_weights_recent_offers_more() -> None:
 
 
 def test_save_and_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    model = OfferTower(EncoderConfig(dim=8, embed_dim=4, hidden=8, vocab=SMALL)).eval()
-    save(model, str(tmp_path / "m"), {"trained_on": "test"})
-    again = load(str(tmp_path / "m")).eval()
+    model = OfferTower(TowerConfig(dim=8, embed_dim=4, hidden=8, vocab=SMALL)).eval()
+    save_model(model, str(tmp_path / "m"), {"trained_on": "test"})
+    again = load_model(OfferTower, str(tmp_path / "m")).eval()
+    assert saved_config(str(tmp_path / "m"))["trained_on"] == "test"
     x = batch([{"offer_id": 1, "title": "red shoe"}])
     assert torch.allclose(model(x), again(x))
 
@@ -187,7 +182,7 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
     """End to end on the pure path: synthetic offers and sessions -> pairs -> train -> Recall@10 on test pairs."""
     from collections import defaultdict
 
-    from retrieval.config import PairsConfig, SynthConfig
+    from retrieval.config import PairsSection, SynthSection
     from retrieval.encoder.model import embed
     from retrieval.encoder.train import in_memory_batches, log_q_of, train
     from retrieval.evaluation import exact_search, recall_at_k
@@ -196,10 +191,12 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
     from retrieval.synth.offers import generate_offers
     from retrieval.synth.sessions import SessionSimulator
 
-    cat = Catalog(SynthConfig(products=600, listing_min=10, listing_max=20, bad_row_rate=0.0, sellers=200), 7)
+    cat = Catalog(
+        SynthSection(products=600, listing_min=10, listing_max=20, bad_row_rate=0.0, sellers=200), 7
+    )
     offers = generate_offers(cat, 0, 600, 0).to_pylist()
     events = SessionSimulator(cat).simulate(0, 0, 2000).events.to_pylist()
-    pairs = mine_pairs(events, PairsConfig(min_support=1), "2026-10-12")
+    pairs = mine_pairs(events, PairsSection(min_support=1), "2026-10-12")
     vocab = Vocab(words=1 << 14, chars=1 << 15, categories=256, prices=64, sellers=1024, ids=1 << 14)
     feats = {o["offer_id"]: offer_row_features(o, vocab) for o in offers}
     ids = np.array([o["offer_id"] for o in offers])
@@ -222,7 +219,7 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
         )
 
     torch.manual_seed(0)
-    model = OfferTower(EncoderConfig(dim=32, embed_dim=32, hidden=64, vocab=vocab))
+    model = OfferTower(TowerConfig(dim=32, embed_dim=32, hidden=64, vocab=vocab))
     untrained = recall10(model)
     rng = np.random.default_rng(0)
     history = train(
@@ -266,10 +263,10 @@ def test_dense_embeddings_train_with_adamw() -> None:
     SparseAdam (found on a CUDA run: it raised at the first step)."""
     import torch
 
-    from retrieval.encoder.model import EncoderConfig, OfferTower, make_optimizers
+    from retrieval.encoder.model import OfferTower, TowerConfig, make_optimizers
 
     for sparse in (True, False):
-        model = OfferTower(EncoderConfig(sparse=sparse))
+        model = OfferTower(TowerConfig(sparse=sparse))
         opts = make_optimizers(model, 0.01)
         kinds = [type(o).__name__ for o in opts]
         assert kinds == (["SparseAdam", "AdamW"] if sparse else ["AdamW"])

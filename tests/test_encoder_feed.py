@@ -1,7 +1,9 @@
-"""Encoder data on Spark and the two feeds: featurization parity, examples, same multiset per epoch."""
+"""Encoder data on Spark and the two training feeds: featurization parity, examples, same multiset per
+epoch; the encoder worker under TorchDistributor and through storage URIs; launch's retries."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,27 @@ from retrieval.encoder.features import Vocab, offer_row_features
 pytestmark = pytest.mark.spark
 
 SMALL = Vocab(words=1024, chars=2048, categories=64, prices=32, sellers=128, ids=4096)
+
+
+def worker_args(examples: str, model_dir: str, feed: str = "arrow", epochs: int = 1) -> dict[str, Any]:
+    """The encoder worker's arguments for a small tower, 40 pairs per step, in this process's runtime."""
+    import dataclasses
+
+    from retrieval.config import EncoderSection, TrainingSection
+    from retrieval.encoder.model import TowerConfig
+    from retrieval.encoder.worker import EncoderWorkerArgs
+
+    tower = TowerConfig(dim=16, embed_dim=8, hidden=16, vocab=SMALL)
+    enc = EncoderSection(dim=16, embed_dim=8, hidden=16, epochs=epochs, batch_size=40)
+    args = EncoderWorkerArgs(
+        examples=examples,
+        model_dir=model_dir,
+        tower=tower.to_dict(),
+        encoder=dataclasses.asdict(enc),
+        runtime=dataclasses.asdict(TrainingSection(feed=feed)),  # type: ignore[arg-type]
+        progress_s=0,
+    )
+    return dataclasses.asdict(args)
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +97,11 @@ def multiset(feed: Any, epoch: int) -> Counter:
 
 
 def test_arrow_and_petastorm_feeds_yield_the_same_examples(examples: dict[str, Any]) -> None:
-    from retrieval.encoder.feed import ArrowFeed, PetastormFeed
+    from retrieval.encoder.train import pair_batch
+    from retrieval.training.feed import ArrowFeed, PetastormFeed
 
-    arrow = ArrowFeed(examples["path"], batch_size=50, seed=1, buffer_rows=128)
-    peta = PetastormFeed(examples["path"], batch_size=50, seed=1, buffer_rows=128)
+    arrow = ArrowFeed(examples["path"], 50, pair_batch, seed=1, buffer_rows=128)
+    peta = PetastormFeed(examples["path"], 50, pair_batch, seed=1, buffer_rows=128)
     assert arrow.steps == peta.steps == 12
     a0, p0 = multiset(arrow, 0), multiset(peta, 0)
     assert a0 == p0 == Counter(examples["pairs"])
@@ -85,10 +109,11 @@ def test_arrow_and_petastorm_feeds_yield_the_same_examples(examples: dict[str, A
 
 
 def test_features_survive_the_feed(examples: dict[str, Any]) -> None:
-    from retrieval.encoder.feed import ArrowFeed
+    from retrieval.encoder.train import pair_batch
+    from retrieval.training.feed import ArrowFeed
 
     by_id = {o[0]: o for o in examples["offers"]}
-    batch = next(iter(ArrowFeed(examples["path"], batch_size=50, shuffle=False).epoch(0)))
+    batch = next(iter(ArrowFeed(examples["path"], 50, pair_batch, shuffle=False).epoch(0)))
     for i in range(5):
         oid, title, cat, price, seller = by_id[int(batch.candidate_ids[i])]
         want = offer_row_features(
@@ -103,21 +128,23 @@ def test_features_survive_the_feed(examples: dict[str, Any]) -> None:
 
 
 def test_ranks_get_disjoint_shares_and_equal_steps(examples: dict[str, Any]) -> None:
-    from retrieval.encoder.feed import ArrowFeed
+    from retrieval.encoder.train import pair_batch
+    from retrieval.training.feed import ArrowFeed
 
-    ranks = [ArrowFeed(examples["path"], batch_size=40, rank=r, world=2, seed=3) for r in range(2)]
+    ranks = [ArrowFeed(examples["path"], 40, pair_batch, rank=r, world=2, seed=3) for r in range(2)]
     assert ranks[0].steps == ranks[1].steps > 0
     assert set(ranks[0].files).isdisjoint(ranks[1].files)
     assert [sum(1 for _ in f.epoch(0)) for f in ranks] == [ranks[0].steps] * 2
     with pytest.raises(ValueError, match="only 3 parquet files"):
-        ArrowFeed(examples["path"], batch_size=10, rank=0, world=4)
+        ArrowFeed(examples["path"], 10, pair_batch, rank=0, world=4)
 
 
 def test_an_empty_feed_fails_loudly(tmp_path: Path) -> None:
-    from retrieval.encoder.feed import ArrowFeed
+    from retrieval.encoder.train import pair_batch
+    from retrieval.training.feed import ArrowFeed
 
     with pytest.raises(FileNotFoundError, match="no parquet files"):
-        ArrowFeed(str(tmp_path), batch_size=10)
+        ArrowFeed(str(tmp_path), 10, pair_batch)
 
 
 @pytest.mark.slow
@@ -125,36 +152,25 @@ def test_an_empty_feed_fails_loudly(tmp_path: Path) -> None:
 def test_torch_distributor_trains_two_processes_and_resumes(
     spark: Any, examples: dict[str, Any], tmp_path: Path, feed: str
 ) -> None:
-    import dataclasses
     import os
 
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from retrieval.encoder.distributed import TrainArgs, train_worker
-    from retrieval.encoder.model import EncoderConfig, load
+    from retrieval.encoder.model import OfferTower
+    from retrieval.encoder.worker import train_worker
+    from retrieval.training.models import load_model
 
     model_dir = str(tmp_path / "model")
-    enc = EncoderConfig(dim=16, embed_dim=8, hidden=16, vocab=SMALL).to_dict()
-    args = dataclasses.asdict(
-        TrainArgs(
-            examples=examples["path"],
-            model_dir=model_dir,
-            encoder=enc,
-            feed=feed,
-            epochs=2,
-            batch_size=40,
-            progress_s=0,
-        )
-    )
+    args = worker_args(examples["path"], model_dir, feed=feed, epochs=2)
     # 2 processes = the 2 task slots of these machines (more and the barrier stage would never start)
     first = TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(train_worker, args)
     assert first["world"] == 2 and [h["epoch"] for h in first["history"]] == [0, 1]
     assert all(h["steps"] == first["steps_per_epoch"] > 0 for h in first["history"])
     assert sorted(os.listdir(os.path.join(model_dir, "checkpoints"))) == ["epoch-0000.pt", "epoch-0001.pt"]
-    assert load(model_dir).cfg.dim == 16
+    assert load_model(OfferTower, model_dir).cfg.dim == 16
     # continue to a third epoch from the last checkpoint: epochs 0 and 1 are not run again
     again = TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(
-        train_worker, {**args, "epochs": 3, "resume": True}
+        train_worker, {**args, "encoder": {**args["encoder"], "epochs": 3}, "resume": True}
     )
     assert [h["epoch"] for h in again["history"]] == [0, 1, 2]
     assert again["history"][:2] == first["history"]
@@ -165,36 +181,26 @@ def test_training_reads_and_writes_through_storage_uris(examples: dict[str, Any]
     """Examples, checkpoints and the model on a non-local filesystem (fsspec's in-memory one stands in
     for hdfs:// or s3a:// here): a training process on any executor needs no disk shared with the
     driver. Resume finds the checkpoints there."""
-    import dataclasses
     import os
 
     import fsspec
 
     from retrieval import storage
-    from retrieval.encoder.distributed import TrainArgs, train_worker
-    from retrieval.encoder.model import EncoderConfig, load
+    from retrieval.encoder.model import OfferTower
+    from retrieval.encoder.worker import train_worker
+    from retrieval.training.models import load_model
 
     root = "memory://train-uris"
     for f in sorted(os.listdir(examples["path"])):
         if f.endswith(".parquet"):
             storage.write_bytes_atomic(f"{root}/examples/{f}", storage.read_bytes(f"{examples['path']}/{f}"))
     try:
-        enc = EncoderConfig(dim=16, embed_dim=8, hidden=16, vocab=SMALL).to_dict()
-        args = dataclasses.asdict(
-            TrainArgs(
-                examples=f"{root}/examples",
-                model_dir=f"{root}/model",
-                encoder=enc,
-                epochs=1,
-                batch_size=40,
-                progress_s=0,
-            )
-        )
+        args = worker_args(f"{root}/examples", f"{root}/model", epochs=1)
         first = train_worker(args)
         assert storage.list_files(f"{root}/model/checkpoints") == [f"{root}/model/checkpoints/epoch-0000.pt"]
-        again = train_worker({**args, "epochs": 2, "resume": True})
+        again = train_worker({**args, "encoder": {**args["encoder"], "epochs": 2}, "resume": True})
         assert [h["epoch"] for h in again["history"]] == [0, 1] and again["history"][0] == first["history"][0]
-        assert load(f"{root}/model").cfg.dim == 16
+        assert load_model(OfferTower, f"{root}/model").cfg.dim == 16
     finally:
         fsspec.filesystem("memory").rm("/train-uris", recursive=True)
 
@@ -204,7 +210,8 @@ def test_launch_resumes_after_a_failed_attempt_then_falls_back(monkeypatch: pyte
     retried with resume=True, and after the last retry the worker finishes in this process."""
     import pyspark.ml.torch.distributor as dist_mod
 
-    from retrieval.encoder.distributed import launch
+    from retrieval.config import TrainingSection
+    from retrieval.training.spark_launch import launch
 
     calls: list[dict[str, Any]] = []
     failures = {"left": 1}
@@ -224,10 +231,13 @@ def test_launch_resumes_after_a_failed_attempt_then_falls_back(monkeypatch: pyte
         return {"resumed": args["resume"]}
 
     monkeypatch.setattr(dist_mod, "TorchDistributor", Distributor)
-    out = launch(worker, {"resume": False}, 2, False, False, retries=1)
+    runtime = TrainingSection(num_processes=2, local_mode=False, retries=1, fallback_single=False)
+    out = launch(worker, {"resume": False}, runtime)
     assert out == {"resumed": True, "attempts": 2} and calls == [{"resume": True}]
     failures["left"], calls[:] = 2, []
-    out = launch(worker, {"resume": False}, 2, True, False, retries=1, fallback_single=True)
+    out = launch(
+        worker, {"resume": False}, dataclasses.replace(runtime, local_mode=True, fallback_single=True)
+    )
     assert out["resumed"] and out["attempts"] == 2
     assert (
         out["fallback"] == "single process after 2 failed distributed attempts: RuntimeError: executor lost"
@@ -235,4 +245,8 @@ def test_launch_resumes_after_a_failed_attempt_then_falls_back(monkeypatch: pyte
     for local_mode, fallback in ((True, False), (False, True)):  # no fallback asked, or not on executors
         failures["left"] = 2
         with pytest.raises(RuntimeError, match="executor lost"):
-            launch(worker, {"resume": False}, 2, local_mode, False, retries=1, fallback_single=fallback)
+            launch(
+                worker,
+                {"resume": False},
+                dataclasses.replace(runtime, local_mode=local_mode, fallback_single=fallback),
+            )

@@ -40,7 +40,7 @@ def test_eval_ltr_writes_every_method_beside_lightgbm(spark: Any, tmp_path: Path
         f"ltr.train={tmp_path / 'train.svm'}",
         f"ltr.test={tmp_path / 'test.svm'}",
         "ltr.name=toy",
-        f"ltr.results_dir={tmp_path}",
+        f"paths.results={tmp_path}",
         "ltr.seeds=2",
         "ltr.bootstrap=200",
         "ltr.dnn_epochs=[3, 6]",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.config import ListingsConfig
+from retrieval.config import ListingsSection
 from retrieval.mining.listings import (
     PositionBias,
     bm25,
@@ -151,7 +151,7 @@ def test_spark_listing_features_equal_the_pure_ones(spark: Any) -> None:
     model = PositionBias(np.array([1.0, 0.6, 0.4, 0.3, 0.25]), eta=1.0)
     got = {
         (r.query_id, r.offer_id): r.asDict()
-        for r in sl.add_features(rows, events, offers, splits, model, ListingsConfig(), 5).collect()
+        for r in sl.add_features(rows, events, offers, splits, model, ListingsSection(), 5).collect()
     }
     # the pure reference
     titles = {o: tokenize(t) for o, t, _, _ in offers_rows}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from retrieval import metrics, tables
+from retrieval import stage_metrics, tables
 from retrieval.ingest import rules
 from retrieval.spark_tables import read_table
 
@@ -27,11 +27,11 @@ def test_every_injected_bad_row_is_handled_by_its_rule(marketplace: dict[str, An
 
 
 def test_row_accounting_closes(marketplace: dict[str, Any]) -> None:
-    m = metrics.read_stage_metrics(marketplace["root"], "ingest")
+    m = stage_metrics.read_stage_metrics(marketplace["root"], "ingest")
     assert m["rows_in"] == m["rows_accepted"] + m["rows_quarantined"] + m["rows_duplicate"]
     for t in m["tables"].values():
         assert t["rows_in"] == t["rows_accepted"] + t["rows_quarantined"] + t["rows_duplicate"]
-    gen = metrics.read_stage_metrics(marketplace["root"], "generate")
+    gen = stage_metrics.read_stage_metrics(marketplace["root"], "generate")
     # what survives ingest is exactly the clean log the generator wrote (nothing clean was lost)
     assert m["tables"]["events"]["rows_accepted"] == gen["events"]
     assert m["tables"]["offers"]["rows_accepted"] == gen["offers"]
@@ -57,8 +57,8 @@ def test_validated_tables_match_contracts(spark: Any, marketplace: dict[str, Any
 
 def test_metrics_have_the_contract_keys(marketplace: dict[str, Any]) -> None:
     for stage in ("generate", "ingest"):
-        m = metrics.read_stage_metrics(marketplace["root"], stage)
-        assert metrics.missing_keys(stage, m) == []
+        m = stage_metrics.read_stage_metrics(marketplace["root"], stage)
+        assert stage_metrics.missing_keys(stage, m) == []
         assert m["config"].endswith(f"{stage}.config.yaml")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from retrieval import metrics, storage, tables
+from retrieval import stage_metrics, storage, tables
 from retrieval.mining.pairs import Pair, mine_pairs, top_partner_share
 from retrieval.spark_tables import read_table
 
@@ -21,7 +21,12 @@ def test_pairs_recover_products_and_clusters(mined: dict[str, Any]) -> None:
     # far more often than random partners
     assert m["same_product_at_10"] > 0.1 and m["same_product_at_10"] > 30 * m["random_same_product"]
     assert m["same_cluster_at_10"] > 0.4 and m["same_cluster_at_10"] > 30 * m["random_same_cluster"]
-    assert metrics.missing_keys("mine_pairs", metrics.read_stage_metrics(mined["root"], "mine_pairs")) == []
+    assert (
+        stage_metrics.missing_keys(
+            "mine_pairs", stage_metrics.read_stage_metrics(mined["root"], "mine_pairs")
+        )
+        == []
+    )
 
 
 def test_spark_pairs_equal_the_pure_ones_on_the_marketplace(spark: Any, mined: dict[str, Any]) -> None:
@@ -60,8 +65,8 @@ def test_listings_are_graded_and_complete(spark: Any, mined: dict[str, Any]) -> 
     assert clicks.subtract(labelled).count() == 0
     assert {r.label for r in listings.select("label").distinct().collect()} == {0, 1, 2, 3}
     assert listings.where("propensity <= 0 or propensity > 1.0001 or price_rank < 1").count() == 0
-    m = metrics.read_stage_metrics(root, "mine_listings")
-    assert metrics.missing_keys("mine_listings", m) == []
+    m = stage_metrics.read_stage_metrics(root, "mine_listings")
+    assert stage_metrics.missing_keys("mine_listings", m) == []
 
 
 def test_propensity_estimate_is_close_to_the_true_examination_curve(mined: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from retrieval.config import PairsConfig, SplitConfig
+from retrieval.config import PairsSection, SplitSection
 from retrieval.mining.pairs import Pair, cutoff_day, mine_pairs, session_pairs, top_partner_share
 
 W = {"view": 1.0, "click": 1.0, "cart": 2.0, "purchase": 3.0}
@@ -67,7 +67,7 @@ def test_support_split_and_both_directions() -> None:
         + rows("c", 10 * day, [1, 2])
         + rows("d", 10 * day, [4, 5], "purchase")  # test
     )
-    cfg = PairsConfig(window=1, min_support=2, event_weights=W)
+    cfg = PairsSection(window=1, min_support=2, event_weights=W)
     got = mine_pairs(events, cfg, cutoff="2026-10-10")
     assert got == sorted(
         [
@@ -82,8 +82,8 @@ def test_support_split_and_both_directions() -> None:
 
 
 def test_cutoff_day() -> None:
-    assert cutoff_day("2026-10-14", SplitConfig(test_days=3)) == "2026-10-12"
-    assert cutoff_day("2026-10-14", SplitConfig(test_days=3, test_start="2026-10-05")) == "2026-10-05"
+    assert cutoff_day("2026-10-14", SplitSection(test_days=3)) == "2026-10-12"
+    assert cutoff_day("2026-10-14", SplitSection(test_days=3, test_start="2026-10-05")) == "2026-10-05"
 
 
 def test_top_partner_share() -> None:
@@ -112,7 +112,7 @@ def test_spark_pairs_equal_the_pure_ones_on_hand_made_sessions(spark: Any) -> No
         + rows("e", 11 * day, [3, 2])
     )
     events.append({"session_id": "a", "ts": at(3), "event": "search", "offer_id": None})
-    cfg = PairsConfig(window=2, max_session_events=5, min_support=1, event_weights=W)
+    cfg = PairsSection(window=2, max_session_events=5, min_support=1, event_weights=W)
     df = spark.createDataFrame(
         [(r["session_id"], r["ts"], r["event"], r["offer_id"]) for r in events],
         "session_id string, ts timestamp, event string, offer_id bigint",

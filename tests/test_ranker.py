@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import typing
 
 import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
-from retrieval.config import RANKING_LOSSES
-from retrieval.ranking import metrics as M
+from retrieval.config.sections import RankingLoss
+from retrieval.ranking import evaluation as M
 from retrieval.ranking.dnn import Reranker, RerankerConfig, feature_stats, score, slate_batch
 from retrieval.ranking.losses import LOSSES
 
@@ -57,7 +58,7 @@ def test_pad_groups_and_bootstrap() -> None:
 
 
 def test_loss_names_match_the_config() -> None:
-    assert tuple(LOSSES) == RANKING_LOSSES
+    assert tuple(LOSSES) == typing.get_args(RankingLoss)
 
 
 def slate_table(rng: np.random.Generator, sizes: list[int], n_feat: int, dim: int) -> pa.Table:
@@ -127,7 +128,7 @@ def test_rerank_top_reorders_the_head_only() -> None:
 
 
 def test_feed_buckets_slates_of_similar_length() -> None:
-    from retrieval.encoder.feed import _rebatch
+    from retrieval.training.feed import _rebatch
 
     sizes = np.random.default_rng(0).integers(1, 300, 256)
     table = pa.table({"n": sizes})

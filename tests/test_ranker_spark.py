@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.ranking import metrics as M
+from retrieval.ranking import evaluation as M
 from retrieval.ranking.spark_ranker import check_groups, fit_xgb, group_partitions, prepare_groups, with_qid
 
 

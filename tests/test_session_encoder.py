@@ -13,7 +13,7 @@ from tests.conftest import make_config
 
 from retrieval.encoder.features import Vocab
 from retrieval.encoder.losses import sampled_softmax
-from retrieval.encoder.model import EncoderConfig, OfferTower, SessionPool, pool_sessions
+from retrieval.encoder.model import OfferTower, SessionPool, TowerConfig, pool_sessions
 from retrieval.encoder.sessions import histories, id_features, log_q_mixed, session_examples
 
 
@@ -27,7 +27,7 @@ def test_every_prefix_becomes_an_example_right_aligned() -> None:
 
 
 def test_session_pool_starts_as_the_recency_decay_and_ignores_padding() -> None:
-    cfg = EncoderConfig(session_len=4, session_decay=0.5)
+    cfg = TowerConfig(session_len=4, session_decay=0.5)
     items = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=2)
     lengths = torch.tensor([4, 2, 1])
     got = SessionPool(cfg)(items, lengths)
@@ -39,14 +39,14 @@ def test_session_pool_starts_as_the_recency_decay_and_ignores_padding() -> None:
 
 
 def test_id_only_tower_embeds_ids_and_refuses_to_drop_them() -> None:
-    cfg = EncoderConfig(dim=8, embed_dim=8, content=False, id_dropout=0.0, vocab=Vocab(ids=50))
+    cfg = TowerConfig(dim=8, embed_dim=8, content=False, id_dropout=0.0, vocab=Vocab(ids=50))
     tower = OfferTower(cfg).eval()
     out = tower(id_features()(np.array([1, 2, 1])))
     assert out.shape == (3, 8) and torch.allclose(out[0], out[2])
     assert torch.allclose(out.norm(dim=1), torch.ones(3), atol=1e-5)
     assert not hasattr(tower, "words")  # no content tables in id-only mode
     with pytest.raises(ValueError, match="id-only"):
-        OfferTower(EncoderConfig(content=False, use_id=False))
+        OfferTower(TowerConfig(content=False, use_id=False))
 
 
 def test_mixed_log_q_is_the_expected_count_among_negatives() -> None:
@@ -101,7 +101,7 @@ def test_eval_sessions_imports_trains_and_beats_popularity(spark: Any, tmp_path:
         tmp_path / "root",
         f"sessions.dir={folder}",
         "sessions.name=walk",
-        f"sessions.results_dir={results}",
+        f"paths.results={results}",
         "sessions.epochs=4",
         "sessions.batch_size=128",
         "sessions.dim=16",

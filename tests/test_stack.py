@@ -30,7 +30,9 @@ def test_library_imports_without_spark() -> None:
 
     code = (
         "import sys; import retrieval.config, retrieval.tables, retrieval.synth.sessions, "
-        "retrieval.synth.offers, retrieval.ingest.rules, retrieval.metrics; "
+        "retrieval.synth.offers, retrieval.ingest.rules, retrieval.stage_metrics, retrieval.stages, "
+        "retrieval.training.loop, retrieval.training.checkpoints, retrieval.training.feed, "
+        "retrieval.training.models, retrieval.report.sections, retrieval.ranking.benchmark; "
         "assert 'pyspark' not in sys.modules, 'pure modules imported pyspark'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -36,7 +36,7 @@ def test_dry_run_prints_the_spark_submit_command() -> None:
 def test_dry_run_with_the_cluster_config_requests_gpus() -> None:
     from retrieval import config
 
-    assert config.load(str(REPO / "conf" / "cluster.yaml")).train.use_gpu
+    assert config.load(str(REPO / "conf" / "cluster.yaml")).training.use_gpu
     out = submit("--dry-run", "train_encoder", "--config", "conf/cluster.yaml")
     assert out.returncode == 0
     for piece in (
@@ -138,9 +138,10 @@ def test_missing_input_fails_naming_the_table(tmp_path: Path) -> None:
 def test_pipeline_on_the_test_config(local_pipeline: dict[str, Any]) -> None:
     out, tmp_path = local_pipeline["out"], local_pipeline["root"]
     assert "== pipeline:" in out.stdout
-    from jobs.pipeline import STAGES
+    from retrieval.stages import pipeline_stages
 
-    for stage, _ in STAGES:
+    names = [s.name for s in pipeline_stages()]
+    for stage in names:
         m = json.loads((tmp_path / "_metrics" / f"{stage}.json").read_text())
         assert m["rows_out"] > 0 and m["seconds"] > 0
         assert (tmp_path / "_metrics" / f"{stage}.config.yaml").exists()
@@ -151,7 +152,7 @@ def test_pipeline_on_the_test_config(local_pipeline: dict[str, Any]) -> None:
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("retrieval-at-scale").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == sorted(["pipeline", *(stage for stage, _ in STAGES)])
+    assert sorted(r.info.run_name for r in runs) == sorted(["pipeline", *names])
     assert all(r.info.status == "FINISHED" for r in runs)
     for table in (
         "raw/offers",
@@ -167,7 +168,7 @@ def test_pipeline_on_the_test_config(local_pipeline: dict[str, Any]) -> None:
 
 
 def test_check_cluster_names_an_executor_with_other_libraries() -> None:
-    from jobs.check_cluster import environment, mismatches
+    from retrieval.cluster_check import environment, mismatches
 
     driver = environment()
     other = {**driver, "host": "node7", "libraries": {**driver["libraries"], "torch": "2.1.0"}}

@@ -7,16 +7,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from retrieval.config import SynthConfig
+from retrieval.config import SynthSection
 from retrieval.synth.catalog import Catalog, format_ts, hash64, zipf_cdf
 from retrieval.synth.offers import generate_offers
 from retrieval.synth.sessions import INJECTED_KINDS, UNKNOWN_OFFER_BASE, SessionSimulator, examination
 
 
-def small(**kw: object) -> SynthConfig:
+def small(**kw: object) -> SynthSection:
     base = dict(products=600, sessions=300, listing_min=30, listing_max=60, sellers=200, bad_row_rate=0.01)
     base.update(kw)
-    return SynthConfig(**base)  # type: ignore[arg-type]
+    return SynthSection(**base)  # type: ignore[arg-type]
 
 
 def test_hash_is_deterministic_and_seed_dependent() -> None:

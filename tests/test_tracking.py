@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import make_config
-from retrieval import metrics as metrics_mod
+from retrieval import stage_metrics
 from retrieval.tracking import Tracker, default_uri, flatten_metrics, flatten_params
 
 
@@ -35,8 +36,8 @@ def _result(cfg: Any, stage: str, **extra: Any) -> dict[str, Any]:
         "name": "not a number",
         **extra,
     }
-    result["metrics_path"] = metrics_mod.write_stage_metrics(cfg, stage, result, None)
-    result["config"] = metrics_mod.config_path(cfg.paths.root, stage)
+    result["metrics_path"] = stage_metrics.write_stage_metrics(cfg, stage, result, None)
+    result["config"] = stage_metrics.config_path(cfg.paths.root, stage)
     return result
 
 
@@ -74,7 +75,7 @@ def test_flatten_metrics_and_params() -> None:
     assert params["paths.root"] == "/tmp/x"
     assert params["seed"] == str(cfg.seed)
     assert json.loads(params["pairs.event_weights"]) == cfg.pairs.event_weights
-    assert json.loads(params["ranker.losses"]) == list(cfg.ranker.losses)
+    assert json.loads(params["ranker.losses"]) == [dataclasses.asdict(s) for s in cfg.ranker.losses]
     assert all(len(v) <= 500 for v in params.values())
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from retrieval import metrics
-from retrieval.encoder.model import load
+from retrieval import stage_metrics
+from retrieval.encoder.model import OfferTower
+from retrieval.training.models import load_model
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -21,7 +22,9 @@ def test_encoder_beats_cooccurrence_on_warm_and_popularity_on_cold(trained: dict
     assert cold["encoder"] > 1.5 * cold["popularity"]
     assert cold["cooccurrence"] == 0.0  # cold offers have no training pairs by definition
     assert (
-        metrics.missing_keys("train_encoder", metrics.read_stage_metrics(trained["root"], "train_encoder"))
+        stage_metrics.missing_keys(
+            "train_encoder", stage_metrics.read_stage_metrics(trained["root"], "train_encoder")
+        )
         == []
     )
 
@@ -29,8 +32,8 @@ def test_encoder_beats_cooccurrence_on_warm_and_popularity_on_cold(trained: dict
 def test_a_model_and_a_checkpoint_per_epoch_are_saved(trained: dict[str, Any]) -> None:
     m = trained["train_encoder"]
     path = m["outputs"]["encoder model"]
-    assert load(path).cfg.dim == trained["cfg"].encoder.dim
-    epochs = trained["cfg"].train.epochs
+    assert load_model(OfferTower, path).cfg.dim == trained["cfg"].encoder.dim
+    epochs = trained["cfg"].encoder.epochs
     # a checkpoint per epoch, the last two kept (KEEP_CHECKPOINTS: each holds the optimizers' state too)
     assert sorted(os.listdir(os.path.join(path, "checkpoints"))) == [
         f"epoch-{e:04d}.pt" for e in (epochs - 2, epochs - 1)

@@ -19,7 +19,7 @@ def ranked(spark: Any, trained: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_learned_rankers_beat_the_logged_order(ranked: dict[str, Any], trained: dict[str, Any]) -> None:
-    from retrieval.metrics import missing_keys, read_stage_metrics
+    from retrieval.stage_metrics import missing_keys, read_stage_metrics
 
     assert missing_keys("train_ranker", read_stage_metrics(trained["root"], "train_ranker")) == []
     truth = ranked["ndcg_at_10"]

@@ -10,15 +10,15 @@ import torch
 
 from retrieval.visual import images
 from retrieval.visual.filtering import duplicate_of, groups, thumbnail, unusable_reason
+from retrieval.visual.losses import LOSSES
 from retrieval.visual.model import (
     ImageEncoder,
-    VisualConfig,
+    ImageEncoderConfig,
     accuracy_at_k,
     embed,
     histogram_features,
     pixel_features,
     top_k,
-    triplet_loss,
 )
 from retrieval.visual.render import parse_ref, render, render_ref
 from retrieval.visual.street import (
@@ -159,6 +159,12 @@ def _brute_force_triplet(emb: np.ndarray, labels: np.ndarray, margin: float, min
 
 @pytest.mark.parametrize("mining", ["batch_all", "batch_hard", "batch_hard_soft", "semi_hard"])
 def test_triplet_loss_against_brute_force(mining: str) -> None:
+    loss = LOSSES[mining]
+    margin = {} if mining == "batch_hard_soft" else {"margin": 0.3}  # the soft margin has none
+
+    def triplet_loss(emb: torch.Tensor, labels: torch.Tensor, _: float, __: str) -> torch.Tensor:
+        return loss(emb, labels, **margin)
+
     rng = np.random.default_rng(0)
     for trial in range(5):
         emb = rng.normal(size=(12, 4))
@@ -185,7 +191,7 @@ def test_accuracy_at_k_by_hand_and_top_k() -> None:
 
 def test_encoder_and_baselines_shapes() -> None:
     imgs = np.stack([render(k, 0, 32) for k in range(5)])
-    model = ImageEncoder(VisualConfig(dim=16, width=8, size=32))
+    model = ImageEncoder(ImageEncoderConfig(dim=16, width=8, size=32))
     e = embed(model, imgs, batch_size=2)
     assert e.shape == (5, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     for f in (pixel_features(imgs), histogram_features(imgs)):
@@ -217,19 +223,19 @@ def test_training_worker_learns_checkpoints_and_resumes(tmp_path: Any) -> None:
     """The pure training loop in one process: loss falls, a checkpoint per epoch, resume goes on."""
     import dataclasses
 
-    from retrieval.visual.train import VisualArgs, load, train_worker
+    from retrieval.config import TrainingSection, VisualSection
+    from retrieval.training.models import load_model
+    from retrieval.visual.worker import ImageEncoderWorkerArgs, train_worker
 
     groups = _groups(tmp_path, 32, 32)
-    args = VisualArgs(
+    visual = VisualSection(epochs=6, batch_products=8, views=3, lr=0.01)
+    args = ImageEncoderWorkerArgs(
         groups=groups,
         model_dir=str(tmp_path / "model"),
         variant="street",
-        model=VisualConfig(dim=16, width=8, size=32).to_dict(),
-        epochs=6,
-        batch_products=8,
-        views=3,
-        lr=0.01,
-        threads=1,
+        model=ImageEncoderConfig(dim=16, width=8, size=32).to_dict(),
+        visual=dataclasses.asdict(visual),
+        runtime=dataclasses.asdict(TrainingSection(num_processes=1, threads=1)),
         progress_s=0,
     )
     out = train_worker(dataclasses.asdict(args))
@@ -240,9 +246,10 @@ def test_training_worker_learns_checkpoints_and_resumes(tmp_path: Any) -> None:
         "epoch-0004.pt",
         "epoch-0005.pt",
     ]
-    again = train_worker(dataclasses.asdict(dataclasses.replace(args, epochs=7, resume=True)))
+    longer = dataclasses.asdict(dataclasses.replace(visual, epochs=7))
+    again = train_worker(dataclasses.asdict(dataclasses.replace(args, visual=longer, resume=True)))
     assert [h["epoch"] for h in again["history"]] == list(range(7))  # epochs 0-5 from the checkpoint
-    model = load(str(tmp_path / "model"))
+    model = load_model(ImageEncoder, str(tmp_path / "model")).eval()
     e = embed(model, np.stack([render(1, 0, 32)]))
     assert e.shape == (1, 16)
 

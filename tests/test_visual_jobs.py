@@ -23,7 +23,7 @@ def visual(
     from retrieval.cli import run_stage
 
     results = tmp_path_factory.mktemp("results")
-    cfg = make_config(marketplace["root"], f"visual.results_dir={results}", "visual.name=tiny")
+    cfg = make_config(marketplace["root"], f"paths.results={results}", "visual.name=tiny")
     out = {"cfg": cfg, "results": results}
     for name, job in (
         ("visual_pairs", visual_pairs),
@@ -78,7 +78,7 @@ def test_street_photos_are_the_same_on_a_rerun(spark: Any, visual: dict[str, Any
 
 
 def test_train_embed_and_evaluate(visual: dict[str, Any]) -> None:
-    from retrieval.metrics import missing_keys, read_stage_metrics
+    from retrieval.stage_metrics import missing_keys, read_stage_metrics
 
     tv, ev, ei = visual["train_visual"], visual["evaluate_visual"], visual["embed_images"]
     assert set(tv["models"]) == set(visual["cfg"].visual.variants)
@@ -153,7 +153,7 @@ def test_evaluate_on_a_new_gallery_is_one_command(spark: Any, visual: dict[str, 
         f"visual.images={gallery}",
         f"visual.catalog={tmp_path / 'catalog.csv'}",
         "visual.test_share=1.0",
-        f"visual.results_dir={visual['results']}",
+        f"paths.results={visual['results']}",
         "visual.name=new_gallery",
     )
     out = run_stage(spark, cfg, "evaluate_visual", evaluate_visual.run, TEST_CONFIG)
@@ -183,10 +183,9 @@ def test_offers_without_a_usable_photo_are_quarantined_with_a_reason(spark: Any)
 
 
 def test_evaluation_refuses_models_trained_on_another_split_of_the_gallery(tmp_path: Path) -> None:
-    from jobs.evaluate_visual import check_models_unseen
-    from jobs.visual_pairs import gallery_signature
     from retrieval import storage
-    from retrieval.metrics import metrics_path
+    from retrieval.stage_metrics import metrics_path
+    from retrieval.visual.gallery import check_models_unseen, gallery_signature
 
     cfg = make_config(tmp_path)
     storage.write_json_atomic(

@@ -36,7 +36,7 @@ def encoder_dir(root: str, explicit: str = "") -> str:
     Raises:
         FileNotFoundError: no encoder was trained under ``root``.
     """
-    from retrieval.metrics import read_stage_metrics
+    from retrieval.stage_metrics import read_stage_metrics
 
     if explicit:
         return explicit
@@ -51,7 +51,7 @@ def encoder_dir(root: str, explicit: str = "") -> str:
 
 def visual_models(root: str) -> dict[str, str]:
     """{variant: model directory} of the image encoders train_visual trained last ({} when none)."""
-    from retrieval.metrics import read_stage_metrics
+    from retrieval.stage_metrics import read_stage_metrics
 
     try:
         return dict(read_stage_metrics(root, "train_visual").get("models", {}))

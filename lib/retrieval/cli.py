@@ -13,15 +13,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from retrieval import config as config_mod
-from retrieval import metrics as metrics_mod
+from retrieval import config, stage_metrics, stages
 from retrieval.spark_tables import TableError
 from retrieval.tracking import Tracker
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-StageFn = Callable[["SparkSession", config_mod.Config], dict[str, Any]]
+StageFn = Callable[["SparkSession", config.Config], dict[str, Any]]
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +30,10 @@ def parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", help="YAML config (default: built-in defaults = conf/local.yaml's values)")
+    p.add_argument(
+        "--config",
+        help="YAML config (default: the built-in defaults; conf/local.yaml is what submit.sh passes)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -52,7 +54,7 @@ def setup_logging() -> None:
 
 def run_stage(
     spark: SparkSession,
-    cfg: config_mod.Config,
+    cfg: config.Config,
     stage: str,
     run: StageFn,
     source: str | None = None,
@@ -62,16 +64,35 @@ def run_stage(
     log.info("stage %s: start (root %s)", stage, cfg.paths.root)
     tracker = tracker or Tracker(cfg)
     try:
-        with metrics_mod.timed() as t:
+        with stage_metrics.timed() as t:
             result = run(spark, cfg)
     except Exception as e:
         tracker.log_failure(stage, e)
         raise
     result = {**result, "seconds": t["seconds"]}
-    result["metrics_path"] = metrics_mod.write_stage_metrics(cfg, stage, result, source)
-    result["config"] = metrics_mod.config_path(cfg.paths.root, stage)
+    result["metrics_path"] = stage_metrics.write_stage_metrics(cfg, stage, result, source)
+    result["config"] = stage_metrics.config_path(cfg.paths.root, stage)
     result["tracking_run"] = tracker.log_stage(stage, result, source)
     return result
+
+
+def ensure_stage(
+    spark: SparkSession, cfg: config.Config, stage: str, fresh: Callable[[dict[str, Any]], bool]
+) -> bool:
+    """Runs ``stage`` first (as a stage of its own: metrics, tracking) unless its last metrics under the
+    root pass ``fresh``: a stage that needs another's output made from these settings gets it in one
+    command. True if it ran."""
+    try:
+        made = stage_metrics.read_stage_metrics(cfg.paths.root, stage)
+    except FileNotFoundError:
+        made = None
+    if made is not None and fresh(made):
+        return False
+    log.info(
+        "%s's output under %s was made from other settings: running %s first", stage, cfg.paths.root, stage
+    )
+    run_stage(spark, cfg, stage, stages.get(stage).run_function())
+    return True
 
 
 def summary(stage: str, result: dict[str, Any]) -> str:
@@ -86,13 +107,27 @@ def summary(stage: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """The pipeline's own options: where to start, or which stages to run."""
+    names = ", ".join(s.name for s in stages.pipeline_stages())
+    p.add_argument("--from", dest="start", metavar="STAGE", help=f"start at this stage (one of {names})")
+    p.add_argument("--only", metavar="STAGE,...", help="run only these stages (in pipeline order)")
+
+
 def load_config(
-    stage: str, doc: str | None, argv: Sequence[str] | None
-) -> tuple[config_mod.Config, str | None]:
-    args = parser(stage, doc).parse_args(argv)
+    stage: str,
+    doc: str | None,
+    argv: Sequence[str] | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[config.Config, str | None, argparse.Namespace]:
+    """Options -> (config, the config file given, the parsed options); a config error exits with 2."""
+    p = parser(stage, doc)
+    if add_arguments is not None:
+        add_arguments(p)
+    args = p.parse_args(argv)
     try:
-        return config_mod.load(args.config, args.set), args.config
-    except config_mod.ConfigError as e:
+        return config.load(args.config, args.set), args.config, args
+    except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -100,13 +135,13 @@ def load_config(
 def job_main(stage: str, run: StageFn, doc: str | None, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Entry point of a single-stage job: options -> config -> Spark -> run -> metrics -> summary."""
     setup_logging()
-    cfg, source = load_config(stage, doc, argv)
+    cfg, source, _ = load_config(stage, doc, argv)
     from retrieval.spark import get_spark
 
     spark = get_spark(cfg, stage)
     try:
         result = run_stage(spark, cfg, stage, run, source)
-    except (TableError, config_mod.ConfigError, FileNotFoundError) as e:
+    except (TableError, config.ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(summary(stage, result), flush=True)

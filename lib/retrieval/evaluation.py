@@ -1,4 +1,5 @@
-"""Offline retrieval metrics, shared by every stage: exact top-K, Recall@K, MRR (pure numpy).
+"""Offline retrieval metrics, shared by every stage: exact top-K, Recall@K, MRR, bootstrap intervals
+(pure numpy; the rankings' nDCG is ``ranking.evaluation``).
 
 Conventions: ``ranked`` is [Q, K] item ids (best first, -1 = no item), ``targets`` one set of
 relevant ids per query. Recall@K = |top-K ∩ targets| / |targets|, averaged over queries with targets;
@@ -64,3 +65,16 @@ def mrr(ranked: np.ndarray, targets: Sequence[set[int]], k: int | None = None) -
                 break
         scores.append(rr)
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def bootstrap_interval(
+    per_query: np.ndarray, rng: np.random.Generator, rounds: int = 1000, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over queries (NaN queries left out)."""
+    v = np.asarray(per_query, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    means = v[rng.integers(0, len(v), size=(rounds, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)

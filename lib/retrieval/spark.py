@@ -10,34 +10,26 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from retrieval.config import Config
+from retrieval.stages import gpu_applications
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    import pandas as pd
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
 LOG4J_CONFIG = os.path.join("conf", "log4j2.properties")  # relative to the working directory (the repo)
 
 
-# Applications that use GPUs (and the pipeline, one application for every stage). The others do not
-# ask for them: spark.task.resource.gpu.amount would hold a GPU per task, so a CPU stage would run one
-# task per GPU instead of one per core.
-GPU_STAGES = frozenset(
-    {
-        "pipeline",
-        "train_encoder",
-        "embed_offers",
-        "train_ranker",
-        "eval_sessions",
-        "train_visual",
-        "embed_images",
-        "evaluate_visual",
-        "check_cluster",
-    }
-)
+# Applications that use GPUs (the registry's GPU stages, and the pipeline: one application for every
+# stage). The others do not ask for them: spark.task.resource.gpu.amount would hold a GPU per task, so a
+# CPU stage would run one task per GPU instead of one per core.
+GPU_STAGES = gpu_applications()
 
 
 def is_local_master(master: str) -> bool:
@@ -142,3 +134,18 @@ def get_spark(cfg: Config, stage: str) -> SparkSession:
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s master=%s", spark.version, spark.sparkContext.master)
     return spark
+
+
+def map_in_pandas(
+    df: DataFrame, fn: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]], schema: str
+) -> DataFrame:
+    """``df.mapInPandas(fn, schema)``: ``fn`` runs once per partition over its pandas batches."""
+    # pyspark's stubs type the function as a union of every pandas UDF shape; ours is this one
+    return df.mapInPandas(cast(Any, fn), schema)
+
+
+def map_in_arrow(
+    df: DataFrame, fn: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]], schema: str
+) -> DataFrame:
+    """``df.mapInArrow(fn, schema)``: ``fn`` runs once per partition over its Arrow record batches."""
+    return df.mapInArrow(cast(Any, fn), schema)

@@ -18,8 +18,7 @@ import sys
 import zipfile
 from collections.abc import Sequence
 
-from retrieval import config as config_mod
-from retrieval import storage
+from retrieval import config, storage
 from retrieval.spark import LOG4J_CONFIG, is_local_master, local_dirs, spark_conf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
@@ -110,7 +109,7 @@ FLAGS = {
 }
 
 
-def command(job: str, job_args: Sequence[str], cfg: config_mod.Config, config_file: str | None) -> list[str]:
+def command(job: str, job_args: Sequence[str], cfg: config.Config, config_file: str | None) -> list[str]:
     """The spark-submit command line for ``job`` under ``cfg``."""
     s = cfg.spark
     cmd = [
@@ -164,7 +163,7 @@ def _this_machine(master: str) -> bool:
     return is_local_master(master) or master.startswith(("spark://127.0.0.1", "spark://localhost"))
 
 
-def environment(cfg: config_mod.Config) -> dict[str, str]:
+def environment(cfg: config.Config) -> dict[str, str]:
     """Variables spark-submit needs beside the command line."""
     env: dict[str, str] = {}
     if cfg.spark.python_env:
@@ -220,17 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown job {job!r}; jobs: {', '.join(jobs)}", file=sys.stderr)
         return 2
     if any(a in ("-h", "--help") for a in job_args):
-        from retrieval.cli import parser
+        from retrieval.cli import parser, pipeline_arguments
 
-        parser(job, job_doc(job)).print_help()
+        p = parser(job, job_doc(job))
+        if job == "pipeline":
+            pipeline_arguments(p)
+        p.print_help()
         return 0
     config_file, sets = _config_args(job_args)
     if config_file is None and os.path.exists(DEFAULT_CONFIG):
         config_file = os.path.relpath(DEFAULT_CONFIG)
         job_args = ["--config", config_file, *job_args]
     try:
-        cfg = config_mod.load(config_file, sets)
-    except config_mod.ConfigError as e:
+        cfg = config.load(config_file, sets)
+    except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cfg.spark.deploy_mode == "cluster" and "://" not in cfg.paths.root:

@@ -108,6 +108,19 @@ PAIRS = Contract(
     _c("query_offer_id bigint, item_offer_id bigint, weight double, split string"),
     producer="mine_pairs",
 )
+# The ranking features mine_listings writes into `listings` (beside label and propensity).
+LISTING_FEATURES = (
+    "price",
+    "price_rank",
+    "price_z",
+    "pop_log",
+    "ctr_prior",
+    "buy_prior",
+    "bm25",
+    "token_overlap",
+    "category_share",
+    "listing_size",
+)
 LISTINGS = Contract(
     "listings",
     _c("query_id string, offer_id bigint, position int, label int, propensity double, split string"),

@@ -10,7 +10,7 @@ A session is the recency-weighted mean of its last offers' embeddings, so the sa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -18,29 +18,32 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from retrieval.config import EncoderHyper
 from retrieval.encoder.features import OfferFeatures, Vocab, take
 
 
 @dataclass
-class EncoderConfig:
-    dim: int = 64  # output embedding size
-    embed_dim: int = 64  # size of each input embedding
-    hidden: int = 256  # hidden layer of the MLP on top of the concatenated inputs
-    use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
-    id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
-    session_decay: float = 0.7  # weight of the k-th most recent offer of a session: decay ** k
-    session_len: int = 10  # a session query pools its last N offers
+class TowerConfig(EncoderHyper):
+    """The tower's whole configuration: the hyper-parameters of the ``encoder`` config section
+    (:class:`~retrieval.config.EncoderHyper`), the hashing vocabulary and the input mode."""
+
     content: bool = True  # content features; False = id-only mode (catalogues with ids only, e.g. Diginetica)
     sparse: bool = True  # sparse embedding gradients + SparseAdam (CPU/gloo); dense for nccl
     vocab: Vocab = field(default_factory=Vocab)
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> EncoderConfig:
+    def from_section(section: EncoderHyper, **kw: Any) -> TowerConfig:
+        """The hyper-parameters of ``section`` (any :class:`EncoderHyper`), plus ``kw``."""
+        hyper = {f.name: getattr(section, f.name) for f in fields(EncoderHyper)}
+        return TowerConfig(**{**hyper, **kw})
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TowerConfig:
         d = dict(d)
         v = dict(d.pop("vocab", {}))
         if "char_n" in v:
             v["char_n"] = tuple(v["char_n"])
-        return EncoderConfig(**d, vocab=Vocab(**v))
+        return TowerConfig(**d, vocab=Vocab(**v))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +59,13 @@ def to_tensors(f: OfferFeatures, device: torch.device | str = "cpu") -> dict[str
 class OfferTower(nn.Module):
     """Offer features -> [B, dim] unit vectors."""
 
-    def __init__(self, cfg: EncoderConfig) -> None:
+    CONFIG_KEY = "encoder"  # its config's key in a saved model's config.json (training.models)
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> OfferTower:
+        return cls(TowerConfig.from_dict(d))
+
+    def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
         self.cfg = cfg
         v, e = cfg.vocab, cfg.embed_dim
@@ -112,7 +121,7 @@ class OfferTower(nn.Module):
 def make_optimizers(model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:
     """SparseAdam for the embedding tables that have sparse gradients, AdamW for everything else.
 
-    Dense embeddings (``EncoderConfig.sparse=False``, what the GPU / nccl path uses) go to AdamW:
+    Dense embeddings (``TowerConfig.sparse=False``, what the GPU / nccl path uses) go to AdamW:
     SparseAdam refuses dense gradients.
     """
     sparse = [
@@ -161,7 +170,7 @@ class SessionPool(nn.Module):
     leaves no unused parameters in DDP.
     """
 
-    def __init__(self, cfg: EncoderConfig) -> None:
+    def __init__(self, cfg: TowerConfig) -> None:
         super().__init__()
         age = torch.arange(cfg.session_len - 1, -1, -1, dtype=torch.float32)
         self.age_logits = nn.Parameter(age * math.log(cfg.session_decay))
@@ -174,39 +183,12 @@ class SessionPool(nn.Module):
         return _pool(item_vectors, lengths, self.age_logits)
 
 
-def save(
-    model: OfferTower, path_dir: str, extra: dict[str, Any] | None = None, pool: SessionPool | None = None
-) -> None:
-    """``state_dict.pt`` + ``config.json`` (+ ``session_pool.pt`` when a trained session pool is given)
-    under a directory path or URI (any filesystem, each file atomic; the config last, so a directory
-    with a config is complete); load with :func:`load` / :func:`load_pool` (``weights_only=True``)."""
-    from retrieval import storage
-
-    storage.write_torch_atomic(storage.join(path_dir, "state_dict.pt"), model.state_dict())
-    if pool is not None:
-        storage.write_torch_atomic(storage.join(path_dir, "session_pool.pt"), pool.state_dict())
-    storage.write_json_atomic(
-        storage.join(path_dir, "config.json"), {"encoder": model.cfg.to_dict(), **(extra or {})}
-    )
-
-
-def load(path_dir: str, map_location: str = "cpu") -> OfferTower:
-    from retrieval import storage
-
-    cfg = EncoderConfig.from_dict(storage.read_json(storage.join(path_dir, "config.json"))["encoder"])
-    model = OfferTower(cfg)
-    model.load_state_dict(storage.read_torch(storage.join(path_dir, "state_dict.pt"), map_location))
-    return model
-
-
-def load_pool(path_dir: str, cfg: EncoderConfig) -> SessionPool:
+def load_pool(path_dir: str, cfg: TowerConfig) -> SessionPool:
     """The model's trained session pool, or the fixed recency decay if it was trained on pairs only."""
-    from retrieval import storage
+    from retrieval.training.models import load_part
 
     pool = SessionPool(cfg)
-    path = storage.join(path_dir, "session_pool.pt")
-    if storage.exists(path):
-        pool.load_state_dict(storage.read_torch(path))
+    load_part(pool, path_dir, "session_pool")
     return pool
 
 

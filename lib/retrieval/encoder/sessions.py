@@ -13,19 +13,16 @@ input tensors (id-only: just the ids; with content: that offer's hashed features
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from retrieval.encoder.losses import sampled_softmax
 from retrieval.encoder.model import OfferTower, SessionPool, make_optimizers
-from retrieval.progress import Progress
-
-log = logging.getLogger(__name__)
+from retrieval.training.loop import run_epochs
 
 Features = Callable[[np.ndarray], dict[str, torch.Tensor]]
 
@@ -99,8 +96,8 @@ def train_sessions(
     seed: int = 0,
     device: str = "cpu",
     progress_s: float = 30.0,
-) -> list[dict[str, float]]:
-    """Trains tower and pool on ``examples``; per-epoch loss and examples/s.
+) -> list[dict[str, Any]]:
+    """Trains tower and pool on ``examples``; the history (per epoch: loss, steps, examples_per_s).
 
     Each step: B session queries against their B next items plus ``uniform_negatives`` items drawn
     uniformly from 1..n_items, logits corrected by :func:`log_q_mixed`; accidental hits masked.
@@ -111,46 +108,35 @@ def train_sessions(
     counts = np.bincount(examples.target, minlength=n_items + 1).astype(np.float64)
     log_q = torch.as_tensor(log_q_mixed(counts, batch_size, uniform_negatives, n_items), device=device)
     rng = np.random.default_rng(seed)
-    history = []
-    for epoch in range(epochs):
+    steps = len(examples) // batch_size
+    if steps == 0:
+        raise ValueError(f"{len(examples)} examples make no batch of {batch_size}")
+
+    def batches(epoch: int) -> Iterator[np.ndarray]:
         order = rng.permutation(len(examples))
-        start, losses = time.perf_counter(), []
-        progress = Progress(
-            f"session encoder epoch {epoch + 1}/{epochs}", len(order) // batch_size, "steps", progress_s, log
-        )
         for lo in range(0, len(order) - batch_size + 1, batch_size):
-            part = order[lo : lo + batch_size]
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            q = query_vectors(tower, pool, features, examples.history[part], examples.lengths[part])
-            target = torch.as_tensor(examples.target[part], device=device)
-            c = tower(features(examples.target[part]))
-            extra = {}
-            if uniform_negatives:
-                neg = rng.integers(1, n_items + 1, size=uniform_negatives)
-                neg_t = torch.as_tensor(neg, device=device)
-                extra = {"extra": tower(features(neg)), "extra_ids": neg_t, "extra_log_q": log_q[neg_t]}
-            loss = sampled_softmax(q, c, target, log_q[target], temperature, **extra)
-            loss.backward()
-            for opt in optimizers:
-                opt.step()
-            losses.append(float(loss.detach()))
-            progress.update(1, loss=f"{losses[-1]:.4f}")
-        progress.emit()
-        if not losses:
-            raise ValueError(f"{len(examples)} examples make no batch of {batch_size}")
-        seconds = time.perf_counter() - start
-        seen = len(losses) * batch_size
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "examples": seen,
-                "examples_per_s": seen / seconds,
-            }
-        )
-        log.info("epoch %d: loss %.4f, %.0f examples/s", epoch, history[-1]["loss"], seen / seconds)
-    return history
+            yield order[lo : lo + batch_size]
+
+    def step(part: np.ndarray) -> tuple[float, dict[str, float]]:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        q = query_vectors(tower, pool, features, examples.history[part], examples.lengths[part])
+        target = torch.as_tensor(examples.target[part], device=device)
+        c = tower(features(examples.target[part]))
+        extra = {}
+        if uniform_negatives:
+            neg = rng.integers(1, n_items + 1, size=uniform_negatives)
+            neg_t = torch.as_tensor(neg, device=device)
+            extra = {"extra": tower(features(neg)), "extra_ids": neg_t, "extra_log_q": log_q[neg_t]}
+        loss = sampled_softmax(q, c, target, log_q[target], temperature, **extra)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+        return float(loss.detach()), {"examples": len(part)}
+
+    return run_epochs(
+        "session encoder", epochs, batches, step, units=("examples",), steps=steps, progress_s=progress_s
+    )
 
 
 @torch.no_grad()

@@ -1,82 +1,26 @@
 """Distributed batch inference with the encoder: every offer -> its embedding, where the offers are.
 
-The model travels as a broadcast of its ``state_dict`` bytes (no shared disk needed, no pickled
-modules) and is built once per Python worker, not per batch (:func:`worker_model`). Each task sets
-its torch threads (so concurrent tasks do not oversubscribe an executor's cores) and uses CUDA when
-Spark gave the task a GPU (``spark.task.resource.gpu.amount``).
+The model travels as a broadcast of its weights and is built once per Python worker, on the task's
+GPU when Spark gave it one (``training.spark_inference``).
 """
 
 from __future__ import annotations
 
-import io
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrieval.encoder.features import OfferFeatures
+from retrieval.spark import map_in_pandas
+from retrieval.training.spark_inference import task_setup, worker_model
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark import Broadcast
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
-_MODELS: dict[str, Any] = {}  # per Python worker: the last broadcast's model, built once
 OFFER_CONTENT = ["offer_id", "title", "category_id", "price", "seller_id"]
-
-
-def broadcast_model(spark: SparkSession, model: Any) -> Broadcast[tuple[str, bytes, dict[str, Any]]]:
-    """(token, state_dict bytes, config dict) of ``model`` as a broadcast; the token keys the worker cache."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return spark.sparkContext.broadcast((uuid.uuid4().hex, buf.getvalue(), model.cfg.to_dict()))
-
-
-def assigned_gpus() -> list[str]:
-    """The GPU addresses Spark assigned to the running task (``TaskContext.resources()``, from the
-    executor's discovery script and ``spark.task.resource.gpu.amount``); [] outside a task or when the
-    job does not schedule GPUs."""
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    gpus = ctx.resources().get("gpu") if ctx is not None else None
-    return list(gpus.addresses) if gpus is not None else []
-
-
-def task_device(use_gpu: bool = True) -> str:
-    """``cuda:<n>`` when this Spark task was assigned GPU n (and torch sees CUDA), else ``cpu``."""
-    import torch
-
-    if not use_gpu or not torch.cuda.is_available():
-        return "cpu"
-    gpus = assigned_gpus()
-    return f"cuda:{gpus[0]}" if gpus else "cpu"
-
-
-def worker_model(
-    value: tuple[str, bytes, dict[str, Any]],
-    device: str = "cpu",
-    build: Callable[[dict[str, Any]], Any] | None = None,
-) -> Any:
-    """The broadcast model (of :func:`broadcast_model`), built on first use in this Python worker and
-    reused by later tasks. ``build`` makes the module from its config dict (default: the encoder's
-    tower). A worker keeps one model: a job that walks through several (evaluate_visual scores eight)
-    does not pile them up in long-lived workers, or on their GPU."""
-    import torch
-
-    from retrieval.encoder.model import EncoderConfig, OfferTower
-
-    token, state, cfg = value
-    key = f"{token}:{device}"
-    if key not in _MODELS:
-        _MODELS.clear()
-        model = build(cfg) if build is not None else OfferTower(EncoderConfig.from_dict(cfg))
-        model.load_state_dict(torch.load(io.BytesIO(state), map_location=device, weights_only=True))
-        _MODELS[key] = model.to(device).eval()
-    return _MODELS[key]
 
 
 def rows_to_features(df: pd.DataFrame) -> OfferFeatures:
@@ -101,7 +45,7 @@ def embed_frame(model: Any, df: pd.DataFrame, batch_size: int, device: str = "cp
 def embed_offers(
     offers: DataFrame,
     warm: DataFrame,
-    model_bc: Broadcast[tuple[str, bytes, dict[str, Any]]],
+    model_bc: Broadcast[Any],
     model_version: str,
     batch_size: int,
     threads: int,
@@ -119,12 +63,10 @@ def embed_offers(
     )
     rows = rows.withColumn("warm", F.coalesce("warm", F.lit(False)))
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def embed_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
-        import torch
 
-        torch.set_num_threads(max(1, threads))
-        device = task_device(use_gpu)
+        device = task_setup(threads, use_gpu)
         model = worker_model(model_bc.value, device)
         for df in frames:
             if len(df) == 0:
@@ -138,5 +80,42 @@ def embed_offers(
                 }
             )
 
-    fn: Any = run
-    return rows.mapInPandas(fn, "offer_id bigint, vector array<float>, model_version string")
+    return map_in_pandas(rows, embed_partition, "offer_id bigint, vector array<float>, model_version string")
+
+
+def delta_embeddings(offers: DataFrame, since: str, embed: Any, version: str) -> DataFrame:
+    """``embeddings_delta`` rows for the offers updated at or after ``since``: the live ones embedded
+    by ``embed`` (offers -> embeddings rows), the deleted ones as tombstones (vector null)."""
+    from pyspark.sql import functions as F
+
+    changed = offers.where(F.col("updated_at") >= F.to_timestamp(F.lit(since)))
+    live = F.coalesce(F.col("deleted"), F.lit(False)) == F.lit(False)
+    gone = changed.where(~live).select(
+        "offer_id", F.lit(None).cast("array<float>").alias("vector"), F.lit(version).alias("model_version")
+    )
+    fresh = embed(changed.where(live))
+    return fresh.withColumn("deleted", F.lit(False)).unionByName(gone.withColumn("deleted", F.lit(True)))
+
+
+def require_model(embeddings: DataFrame, version: str) -> None:
+    """Raises ConfigError unless every embedding comes from model ``version`` (an incremental update
+    cannot mix the vectors of two models: their spaces differ)."""
+    from retrieval.config import ConfigError
+
+    old_versions = [
+        r["model_version"] for r in embeddings.select("model_version").distinct().limit(2).collect()
+    ]
+    if old_versions and old_versions != [version]:
+        raise ConfigError(
+            f"embeddings were made by model {old_versions}, not {version}: an incremental update cannot mix "
+            "models; run embed_offers, build_index and precompute_recs in full mode"
+        )
+
+
+def apply_delta(embeddings: DataFrame, delta: DataFrame) -> DataFrame:
+    """``embeddings`` with the delta applied: changed offers replaced, deleted ones gone."""
+    from pyspark.sql import functions as F
+
+    return embeddings.join(delta.select("offer_id"), "offer_id", "left_anti").unionByName(
+        delta.where(~F.col("deleted")).select("offer_id", "vector", "model_version")
+    )

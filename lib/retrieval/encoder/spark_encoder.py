@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from retrieval.encoder.features import Vocab, offer_row_features
+from retrieval.spark import map_in_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,7 +18,7 @@ FEATURES_DDL = "offer_id bigint, word_ids array<int>, char_ids array<int>, categ
 
 
 def _featurize(vocab_dict: dict[str, Any]) -> Any:
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def featurize_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         vocab = Vocab(**{**vocab_dict, "char_n": tuple(vocab_dict["char_n"])})
@@ -27,13 +28,13 @@ def _featurize(vocab_dict: dict[str, Any]) -> Any:
             out.insert(0, "offer_id", df["offer_id"].to_numpy())
             yield out
 
-    return run
+    return featurize_partition
 
 
 def featurize_offers(offers: DataFrame, vocab: Vocab) -> DataFrame:
     """Every offer's hashed features (the pure ``offer_row_features``, applied per partition)."""
     cols = offers.select("offer_id", "title", "category_id", "price", "seller_id")
-    return cols.mapInPandas(_featurize(dataclasses.asdict(vocab)), FEATURES_DDL)
+    return map_in_pandas(cols, _featurize(dataclasses.asdict(vocab)), FEATURES_DDL)
 
 
 def training_examples(pairs: DataFrame, features: DataFrame, split: str = "train") -> DataFrame:

@@ -1,10 +1,10 @@
-"""Offline evaluation of the encoder on Spark: Recall@K / MRR on test pairs against baselines.
+"""Offline evaluation of the encoder on Spark: Recall@K / MRR on test pairs, beside the baselines.
 
 Queries are a bounded, hash-sampled set of test query offers (the driver holds them and their
 top-K, never the catalogue). The encoder's exact top-K runs where the offers are: each partition
 embeds its offers with the broadcast model and keeps its best K per query; Spark merges the partial
-lists. Baselines on the same queries: item-to-item co-occurrence (training pair weights) and
-popularity (training positives).
+lists. The baselines (co-occurrence, popularity) are ``retrieval.spark_evaluation``'s, on the same
+queries, for warm and for cold query offers.
 """
 
 from __future__ import annotations
@@ -14,38 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.encoder.spark_embed import broadcast_model, rows_to_features, worker_model
+from retrieval.encoder.spark_embed import rows_to_features
+from retrieval.evaluation import mrr, recall_at_k
+from retrieval.spark import map_in_pandas
+from retrieval.spark_evaluation import cooccurrence_top_k, popularity_top_k, sample_queries, warm_offers
+from retrieval.training.spark_inference import broadcast_model, worker_model
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
-
-
-def sample_queries(pairs: DataFrame, n: int, seed: int) -> tuple[np.ndarray, list[set[int]]]:
-    """Up to ``n`` test query offers (a hash sample, so reruns agree) and their test partners."""
-    from pyspark.sql import functions as F
-
-    rows = (
-        pairs.where(F.col("split") == "test")
-        .groupBy("query_offer_id")
-        .agg(F.collect_set("item_offer_id").alias("items"))
-        .orderBy(F.xxhash64("query_offer_id", F.lit(seed)), "query_offer_id")
-        .limit(n)
-        .collect()
-    )
-    return np.array([r["query_offer_id"] for r in rows], dtype=np.int64), [set(r["items"]) for r in rows]
-
-
-def warm_offers(pairs: DataFrame) -> DataFrame:
-    """Offers with training pairs (as query or item): the ones whose id embedding has been trained."""
-    from pyspark.sql import functions as F
-
-    train = pairs.where(F.col("split") == "train")
-    return (
-        train.select(F.col("query_offer_id").alias("offer_id"))
-        .union(train.select(F.col("item_offer_id").alias("offer_id")))
-        .distinct()
-    )
 
 
 def encoder_top_k(
@@ -78,7 +55,7 @@ def encoder_top_k(
     model_bc = broadcast_model(spark, model)
     bc = spark.sparkContext.broadcast((q_vec, query_ids, k, use_ids))
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def partition_top_k(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         qv, qids, kk, ids_on = bc.value
@@ -98,8 +75,7 @@ def encoder_top_k(
                 }
             )
 
-    fn: Any = run
-    partial = feats.mapInPandas(fn, "q int, item bigint, score float")
+    partial = map_in_pandas(feats, partition_top_k, "q int, item bigint, score float")
     best = partial.withColumn(
         "_r", F.row_number().over(Window.partitionBy("q").orderBy(F.desc("score"), "item"))
     ).where(F.col("_r") <= k)
@@ -111,42 +87,30 @@ def encoder_top_k(
     return out
 
 
-def cooccurrence_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
-    """Items ranked by training co-occurrence weight with the query offer: [Q, k] (-1 padding)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    pos = {int(q): i for i, q in enumerate(query_ids)}
-    rows = (
-        pairs.where((F.col("split") == "train") & F.col("query_offer_id").isin(list(pos)))
-        .withColumn(
-            "_r",
-            F.row_number().over(
-                Window.partitionBy("query_offer_id").orderBy(F.desc("weight"), "item_offer_id")
-            ),
-        )
-        .where(F.col("_r") <= k)
-        .collect()
-    )
-    out = np.full((len(query_ids), k), -1, dtype=np.int64)
-    for r in rows:
-        out[pos[r["query_offer_id"]], r["_r"] - 1] = r["item_offer_id"]
-    return out
-
-
-def popularity_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
-    """The most frequent training positives, the same list for every query (minus the query itself)."""
-    from pyspark.sql import functions as F
-
-    top = [
-        r["item_offer_id"]
-        for r in pairs.where(F.col("split") == "train")
-        .groupBy("item_offer_id")
-        .count()
-        .orderBy(F.desc("count"), "item_offer_id")
-        .limit(k + 1)
-        .collect()
-    ]
-    return np.array(
-        [[x for x in top if x != q][:k] + [-1] * max(0, k - len(top) + 1) for q in query_ids], dtype=np.int64
-    )[:, :k]
+def evaluate_encoder(
+    spark: SparkSession, model: Any, pairs: DataFrame, features: DataFrame, n_queries: int, k: int, seed: int
+) -> dict[str, Any]:
+    """Recall@{10,50,100} and MRR@k on sampled test query offers, warm and cold apart, for the encoder,
+    the same model with its id embeddings off (``content_only``), co-occurrence and popularity:
+    {"warm": {method: {metric: value}, "queries": n}, "cold": ...}."""
+    queries, targets = sample_queries(pairs, n_queries, seed)
+    warm = warm_offers(pairs)
+    warm_ids = {r["offer_id"] for r in warm.where(warm.offer_id.isin([int(q) for q in queries])).collect()}
+    is_warm = np.array([int(q) in warm_ids for q in queries])
+    ranked = {
+        "encoder": encoder_top_k(spark, model, features, warm, queries, k, use_ids=True),
+        "content_only": encoder_top_k(spark, model, features, warm, queries, k, use_ids=False),
+        "cooccurrence": cooccurrence_top_k(pairs, queries, k),
+        "popularity": popularity_top_k(pairs, queries, k),
+    }
+    figures: dict[str, dict[str, Any]] = {}
+    for subset, mask in (("warm", is_warm), ("cold", ~is_warm)):
+        tg = [targets[i] for i in np.flatnonzero(mask)]
+        figures[subset] = {
+            name: {
+                f"recall_at_{kk}": round(recall_at_k(r[mask], tg, kk), 4) for kk in (10, 50, 100) if kk <= k
+            }
+            | {"mrr": round(mrr(r[mask], tg, k), 4)}
+            for name, r in ranked.items()
+        } | {"queries": int(mask.sum())}
+    return figures

@@ -1,16 +1,18 @@
-"""The encoder's training loop in plain torch (any device): batches in, a trained tower out.
+"""The encoder's training step in plain torch (any device): pair batches in, a trained tower out.
 
-The loop does not care where batches come from (in-memory tensors, Petastorm, a pyarrow feed): it
-takes an iterable of :class:`PairBatch` per epoch. Distributed training wraps the same step in DDP.
+The step does not care where batches come from: in-memory pairs (:func:`in_memory_batches`), or
+parquet rows read by a feed (``training.feed``) and turned into a :class:`PairBatch` by
+:func:`pair_batch`. :func:`train` runs it in this process; the encoder's worker (``encoder.worker``)
+runs the same step under DDP. Training examples (``spark_encoder.training_examples``) have columns
+query_offer_id, item_offer_id, log_q, and per side (prefix ``q_`` / ``c_``) word_ids, char_ids
+(list<int>), category, price_bucket, seller, offer (int).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,9 +20,10 @@ import torch
 from retrieval.encoder.features import OfferFeatures, take
 from retrieval.encoder.losses import sampled_softmax
 from retrieval.encoder.model import OfferTower, make_optimizers, to_tensors
-from retrieval.progress import Progress
+from retrieval.training.loop import run_epochs
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -36,6 +39,37 @@ class PairBatch:
     query_ids: np.ndarray
     candidate_ids: np.ndarray
     log_q: np.ndarray
+
+
+def _side(table: pa.Table, prefix: str) -> OfferFeatures:
+    def bag(name: str) -> np.ndarray:
+        col = table.column(f"{prefix}{name}").combine_chunks()
+        offsets = col.offsets.to_numpy()
+        values = col.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
+        return values.astype(np.int64).reshape(len(col), -1)  # fixed-length lists (padded by the featurizer)
+
+    def ints(name: str) -> np.ndarray:
+        return table.column(f"{prefix}{name}").to_numpy().astype(np.int64)
+
+    return OfferFeatures(
+        bag("word_ids"),
+        bag("char_ids"),
+        ints("category"),
+        ints("price_bucket"),
+        ints("seller"),
+        ints("offer"),
+    )
+
+
+def pair_batch(table: pa.Table) -> PairBatch:
+    """One :class:`PairBatch` from a table of training examples (all its rows): the feeds' batch builder."""
+    return PairBatch(
+        _side(table, "q_"),
+        _side(table, "c_"),
+        table.column("query_offer_id").to_numpy().astype(np.int64),
+        table.column("item_offer_id").to_numpy().astype(np.int64),
+        table.column("log_q").to_numpy().astype(np.float32),
+    )
 
 
 def log_q_of(candidate_ids: np.ndarray) -> dict[int, float]:
@@ -142,32 +176,16 @@ def train(
     device: str = "cpu",
     progress_s: float = 30.0,
     queue_size: int = 0,
-) -> list[dict[str, float]]:
-    """Trains ``model`` for ``epochs`` over ``batches(epoch)``; returns per-epoch loss and examples/s.
-
-    ``queue_size`` > 0 adds that many cross-batch negatives (:class:`CandidateQueue`).
-    """
+) -> list[dict[str, Any]]:
+    """Trains ``model`` in this process for ``epochs`` over ``batches(epoch)``; returns the history
+    (per epoch: loss, steps, examples_per_s). ``queue_size`` > 0 adds that many cross-batch negatives
+    (:class:`CandidateQueue`)."""
     model.to(device).train()
     optimizers = make_optimizers(model, lr)
     queue = CandidateQueue(queue_size, model.cfg.dim, device) if queue_size else None
-    history = []
-    for epoch in range(epochs):
-        start, seen, losses = time.perf_counter(), 0, []
-        progress = Progress(f"encoder epoch {epoch + 1}/{epochs}", None, "steps", progress_s, log)
-        for batch in batches(epoch):
-            losses.append(train_step(model, optimizers, batch, temperature, device, queue))
-            seen += len(batch.query_ids)
-            progress.update(1, loss=f"{losses[-1]:.4f}")
-        progress.emit()
-        if not losses:
-            raise ValueError(f"epoch {epoch} had no batches: the feed yielded nothing")
-        seconds = time.perf_counter() - start
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "examples": seen,
-                "examples_per_s": seen / max(seconds, 1e-9),
-            }
-        )
-    return history
+
+    def step(batch: PairBatch) -> tuple[float, dict[str, float]]:
+        loss = train_step(model, optimizers, batch, temperature, device, queue)
+        return loss, {"examples": len(batch.query_ids)}
+
+    return run_epochs("encoder", epochs, batches, step, units=("examples",), progress_s=progress_s)

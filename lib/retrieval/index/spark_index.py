@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval import storage
-from retrieval.index import shards as sh
+from retrieval.index import shards
 from retrieval.index.recs import carousel, product_key
+from retrieval.spark import map_in_arrow, map_in_pandas
 from retrieval.spark_tables import TableError
 
 if TYPE_CHECKING:
@@ -29,13 +30,21 @@ def index_root(root: str) -> str:
     return storage.join(root, "index")
 
 
-def current(root: str) -> tuple[str, sh.Manifest]:
+def current(root: str) -> tuple[str, shards.Manifest]:
     """(index uri, manifest) of the index that index/CURRENT names."""
     pointer = storage.join(index_root(root), "CURRENT")
     if not storage.exists(pointer):
         raise TableError(f"no index under {index_root(root)}: it is written by the 'build_index' stage")
     uri = storage.join(index_root(root), storage.read_text(pointer).strip())
-    return uri, sh.Manifest.from_dict(storage.read_json(storage.join(uri, sh.MANIFEST)))
+    return uri, shards.Manifest.from_dict(storage.read_json(storage.join(uri, shards.MANIFEST)))
+
+
+def single_model_version(embeddings: DataFrame) -> str:
+    """The model every embedding comes from; TableError when they come from none or several."""
+    versions = [r["model_version"] for r in embeddings.select("model_version").distinct().limit(2).collect()]
+    if len(versions) != 1:
+        raise TableError(f"embeddings must come from one model; found {versions or 'no rows'}")
+    return str(versions[0])
 
 
 def arrow_vectors(batches: Sequence[pa.RecordBatch]) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +95,7 @@ def exact_neighbours(embeddings: DataFrame, query_ids: np.ndarray, queries: np.n
     spark = embeddings.sparkSession
     bc = spark.sparkContext.broadcast((query_ids, queries, k))
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def partition_top_k(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         from retrieval.evaluation import exact_search
@@ -106,8 +115,8 @@ def exact_neighbours(embeddings: DataFrame, query_ids: np.ndarray, queries: np.n
                 {"q": np.repeat(np.arange(len(qids)), kk), "item": i.reshape(-1), "score": d.reshape(-1)}
             )
 
-    fn: Any = run
-    rows = embeddings.select("offer_id", "vector").mapInPandas(fn, "q long, item long, score float").collect()
+    scored = "q long, item long, score float"
+    rows = map_in_pandas(embeddings.select("offer_id", "vector"), partition_top_k, scored).collect()
     bc.unpersist()
     by_q: dict[int, list[tuple[float, int]]] = {}
     for r in rows:
@@ -124,19 +133,19 @@ def write_shards(
     embeddings: DataFrame,
     trained: bytes,
     index_uri: str,
-    shards: int,
+    n_shards: int,
     prefix: str = "shard",
     generation: int = 0,
     threads: int = 1,
-) -> list[sh.ShardEntry]:
-    """Hash-partitions ``embeddings`` into ``shards`` partitions; each task adds its vectors to a copy of
+) -> list[shards.ShardEntry]:
+    """Hash-partitions ``embeddings`` into ``n_shards`` partitions; each task adds its vectors to a copy of
     the trained index and writes ``<prefix>-NNNNN.faiss`` (atomically). Returns the entries, in order."""
     from pyspark.sql import functions as F
 
     spark = embeddings.sparkSession
     bc = spark.sparkContext.broadcast(trained)
 
-    def build(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def build_shard(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import faiss
         import pyarrow as pa
         from pyspark import TaskContext
@@ -145,41 +154,40 @@ def write_shards(
         ctx = TaskContext.get()
         part = ctx.partitionId() if ctx is not None else 0
         ids, vecs = arrow_vectors(list(batches))
-        data = sh.to_bytes(sh.build_shard(bc.value, vecs, ids))
+        data = shards.to_bytes(shards.build_shard(bc.value, vecs, ids))
         name = f"{prefix}-{part:05d}.faiss"
         storage.write_bytes_atomic(storage.join(index_uri, name), data)
-        yield pa.RecordBatch.from_pydict({"file": [name], "count": [len(ids)], "sha256": [sh.checksum(data)]})
+        yield pa.RecordBatch.from_pydict(
+            {"file": [name], "count": [len(ids)], "sha256": [shards.checksum(data)]}
+        )
 
-    fn: Any = build
-    rows = (
-        embeddings.select("offer_id", "vector")
-        .repartition(shards, F.col("offer_id"))
-        .mapInArrow(fn, "file string, count bigint, sha256 string")
-        .collect()
-    )
+    partitions = embeddings.select("offer_id", "vector").repartition(n_shards, F.col("offer_id"))
+    rows = map_in_arrow(partitions, build_shard, "file string, count bigint, sha256 string").collect()
     bc.unpersist()
     got = {r["file"]: r for r in rows}
     entries = []
-    for part in range(shards):  # a partition that received no rows may run no task: write it empty
+    for part in range(n_shards):  # a partition that received no rows may run no task: write it empty
         name = f"{prefix}-{part:05d}.faiss"
         if name not in got:
-            data = sh.to_bytes(sh.build_shard(trained, np.zeros((0, 1), np.float32), np.zeros(0, np.int64)))
+            data = shards.to_bytes(
+                shards.build_shard(trained, np.zeros((0, 1), np.float32), np.zeros(0, np.int64))
+            )
             storage.write_bytes_atomic(storage.join(index_uri, name), data)
-            entries.append(sh.ShardEntry(name, 0, sh.checksum(data), generation))
+            entries.append(shards.ShardEntry(name, 0, shards.checksum(data), generation))
         else:
-            entries.append(sh.ShardEntry(name, int(got[name]["count"]), got[name]["sha256"], generation))
+            entries.append(shards.ShardEntry(name, int(got[name]["count"]), got[name]["sha256"], generation))
     return entries
 
 
-def load_shard(index_uri: str, entry: sh.ShardEntry, nprobe: int, k_factor: float) -> Any:
+def load_shard(index_uri: str, entry: shards.ShardEntry, nprobe: int, k_factor: float) -> Any:
     """One shard from storage, checksum verified, search parameters set."""
     data = storage.read_bytes(storage.join(index_uri, entry.file))
-    if sh.checksum(data) != entry.sha256:
+    if shards.checksum(data) != entry.sha256:
         raise OSError(
             f"{entry.file} in {index_uri} does not match the manifest's checksum (a partial write?)"
         )
-    index = sh.from_bytes(data)
-    sh.set_search_params(index, nprobe, k_factor)
+    index = shards.from_bytes(data)
+    shards.set_search_params(index, nprobe, k_factor)
     return index
 
 
@@ -192,7 +200,7 @@ def write_tombstones(ids: DataFrame, index_uri: str, generation: int) -> str:
     return name
 
 
-def load_tombstones(index_uri: str, manifest: sh.Manifest) -> dict[str, frozenset[int]]:
+def load_tombstones(index_uri: str, manifest: shards.Manifest) -> dict[str, frozenset[int]]:
     """The superseded ids of every generation (read where the search runs, not on the driver)."""
     import pyarrow.dataset as ds
 
@@ -207,7 +215,7 @@ def load_tombstones(index_uri: str, manifest: sh.Manifest) -> dict[str, frozense
 
 def search_neighbours(
     queries: DataFrame,
-    manifest: sh.Manifest,
+    manifest: shards.Manifest,
     index_uri: str,
     k: int,
     nprobe: int,
@@ -222,7 +230,7 @@ def search_neighbours(
     spark = queries.sparkSession
     bc = spark.sparkContext.broadcast(manifest.to_dict())
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def search_block(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import faiss
         import pyarrow as pa
 
@@ -230,10 +238,10 @@ def search_neighbours(
         ids, vecs = arrow_vectors(list(batches))
         if len(ids) == 0:
             return
-        m = sh.Manifest.from_dict(bc.value)
+        m = shards.Manifest.from_dict(bc.value)
         dead = load_tombstones(index_uri, m)
-        shards = ((load_shard(index_uri, e, nprobe, k_factor), m.excluded_for(e, dead)) for e in m.shards)
-        d, i = sh.search_shards(shards, vecs, k, exclude=ids.reshape(-1, 1))
+        loaded = ((load_shard(index_uri, e, nprobe, k_factor), m.excluded_for(e, dead)) for e in m.shards)
+        d, i = shards.search_shards(loaded, vecs, k, exclude=ids.reshape(-1, 1))
         for lo in range(0, len(ids), 50000):
             dd, ii = d[lo : lo + 50000], i[lo : lo + 50000]
             keep = ii >= 0
@@ -242,15 +250,13 @@ def search_neighbours(
                 names=["offer_id", "neighbours", "scores"],
             )
 
-    fn: Any = run
-    out = queries.select("offer_id", "vector").mapInArrow(fn, NEIGHBOURS_DDL)
-    return out
+    return map_in_arrow(queries.select("offer_id", "vector"), search_block, NEIGHBOURS_DDL)
 
 
 def product_keys(offers: DataFrame) -> DataFrame:
     """(offer_id, key, category_id): the collapse key of :func:`recs.product_key` for every offer."""
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def key_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         for df in frames:
@@ -264,10 +270,8 @@ def product_keys(offers: DataFrame) -> DataFrame:
             ]
             yield pd.DataFrame({"offer_id": df["offer_id"], "key": keys, "category_id": df["category_id"]})
 
-    fn: Any = run
-    return offers.select("offer_id", "product_id", "title", "seller_id", "category_id").mapInPandas(
-        fn, "offer_id bigint, key string, category_id int"
-    )
+    columns = offers.select("offer_id", "product_id", "title", "seller_id", "category_id")
+    return map_in_pandas(columns, key_partition, "offer_id bigint, key string, category_id int")
 
 
 def to_recs(
@@ -296,7 +300,7 @@ def to_recs(
         .join(keys.select("offer_id", "key"), "offer_id")
     )
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def carousels(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         for df in frames:
@@ -308,7 +312,27 @@ def to_recs(
                 )
             yield pd.DataFrame({"offer_id": df["offer_id"], "recs": recs, "model_version": model_version})
 
-    fn: Any = run
     from retrieval import tables
 
-    return grouped.mapInPandas(fn, tables.RECS.ddl())
+    return map_in_pandas(grouped, carousels, tables.RECS.ddl())
+
+
+def recs_stats(recs: DataFrame, live: int, k: int) -> dict[str, Any]:
+    """How many offers have recs (any, and all ``k``), and the share of the ``live`` offers that some
+    carousel recommends (catalogue coverage)."""
+    from pyspark.sql import functions as F
+
+    stats = recs.agg(
+        F.count("*").alias("offers"),
+        F.sum((F.size("recs") > 0).cast("long")).alias("with_recs"),
+        F.sum((F.size("recs") >= k).cast("long")).alias("full"),
+    ).first()
+    assert stats is not None
+    covered = recs.select(F.explode("recs.offer_id").alias("o")).distinct().count()
+    return {
+        "offers": int(stats["offers"]),
+        "offers_with_recs": int(stats["with_recs"] or 0),
+        "offers_with_k_recs": int(stats["full"] or 0),
+        "catalog_coverage": round(covered / max(live, 1), 4),
+        "live": live,
+    }

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from retrieval import tables
-from retrieval.config import IngestConfig
+from retrieval.config import IngestSection
 from retrieval.ingest import rules
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def ingest_offers(raw: DataFrame) -> IngestResult:
     return IngestResult(accepted, quarantined, counts, reasons)
 
 
-def ingest_events(raw: DataFrame, offers: DataFrame, cfg: IngestConfig) -> IngestResult:
+def ingest_events(raw: DataFrame, offers: DataFrame, cfg: IngestSection) -> IngestResult:
     """Validates raw events against the accepted ``offers`` (see ``rules`` for the order of the rules)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F

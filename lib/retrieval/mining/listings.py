@@ -26,19 +26,6 @@ from typing import Any
 import numpy as np
 
 LABEL_GRADES = {"click": 1, "cart": 2, "purchase": 3}  # 0 = shown only
-# The ranking features mine_listings writes into `listings` (beside label and propensity).
-LISTING_FEATURES = (
-    "price",
-    "price_rank",
-    "price_z",
-    "pop_log",
-    "ctr_prior",
-    "buy_prior",
-    "bm25",
-    "token_overlap",
-    "category_share",
-    "listing_size",
-)
 _TOKEN = re.compile(r"[0-9a-z]+")
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from retrieval.config import PairsConfig, SplitConfig
+from retrieval.config import PairsSection, SplitSection
 
 
 @dataclass(frozen=True, order=True)
@@ -28,7 +28,7 @@ class Pair:
     split: str
 
 
-def cutoff_day(last_day: str, split: SplitConfig) -> str:
+def cutoff_day(last_day: str, split: SplitSection) -> str:
     """First day (``YYYY-MM-DD``) of the test split: ``split.test_start``, else the last ``test_days``
     days up to and including ``last_day`` (the day of the log's last event)."""
     if split.test_start:
@@ -60,7 +60,7 @@ def session_pairs(
     return out
 
 
-def mine_pairs(events: Iterable[Mapping[str, Any]], cfg: PairsConfig, cutoff: str) -> list[Pair]:
+def mine_pairs(events: Iterable[Mapping[str, Any]], cfg: PairsSection, cutoff: str) -> list[Pair]:
     """All pairs of an events table given as rows (session_id, ts, event, offer_id); sorted.
 
     ``ts`` may be datetimes or ISO strings (compared with ``cutoff`` by their date).

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from retrieval.config import ListingsConfig
-from retrieval.mining.listings import LABEL_GRADES, LISTING_FEATURES, PositionBias, fit_position_bias
+from retrieval.config import ListingsSection
+from retrieval.mining.listings import LABEL_GRADES, PositionBias, fit_position_bias
+from retrieval.tables import LISTING_FEATURES
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -65,7 +66,7 @@ def shown(events: DataFrame, splits: DataFrame) -> DataFrame:
     )
 
 
-def fit_propensity(rows: DataFrame, cfg: ListingsConfig, seed: int) -> tuple[PositionBias, dict[str, int]]:
+def fit_propensity(rows: DataFrame, cfg: ListingsSection, seed: int) -> tuple[PositionBias, dict[str, int]]:
     """Fits the examination curve on training rows; returns it and the size of what it was fitted on.
 
     Cells are (query text, offer, position) with impressions and clicks, restricted to pairs seen at
@@ -153,7 +154,7 @@ def add_features(
     offers: DataFrame,
     splits: DataFrame,
     model: PositionBias,
-    cfg: ListingsConfig,
+    cfg: ListingsSection,
     max_position: int,
 ) -> DataFrame:
     """Adds propensity and every feature of ``FEATURES`` (see the module docstring) to ``shown`` rows."""
@@ -293,3 +294,30 @@ def curve_against_truth(model: PositionBias, truth: DataFrame | None, positions:
         out["true"] = [round(float(x / true[0]), 5) for x in true]
         out["mae"] = round(propensity_mae(est, true), 5)
     return out
+
+
+def split_stats(listings: DataFrame) -> dict[str, dict[str, int]]:
+    """Per split: searches, rows, and rows of each label grade (``label_0`` .. ``label_3``)."""
+    from pyspark.sql import functions as F
+
+    stats = listings.groupBy("split").agg(
+        F.countDistinct("query_id").alias("searches"),
+        F.count(F.lit(1)).alias("rows"),
+        *[F.sum((F.col("label") == g).cast("long")).alias(f"label_{g}") for g in range(4)],
+    )
+    return {r["split"]: {k: int(v) for k, v in r.asDict().items() if k != "split"} for r in stats.collect()}
+
+
+def curve_line(curve: dict[str, Any], positions: tuple[int, ...] = (1, 2, 3, 5, 10, 20, 30)) -> str:
+    """The examination curve at a few positions, estimated (and true, with the MAE, where known)."""
+    at = "/".join(map(str, positions))
+    line = f"examination at positions {at}: estimated " + " ".join(
+        f"{curve['estimated'][p - 1]:.3f}" for p in positions
+    )
+    if curve.get("mae") is not None:
+        line += (
+            "; true "
+            + " ".join(f"{curve['true'][p - 1]:.3f}" for p in positions)
+            + f"; MAE {curve['mae']:.4f}"
+        )
+    return line

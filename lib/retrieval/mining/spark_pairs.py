@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from retrieval.config import PairsConfig, SplitConfig
+from retrieval.config import PairsSection, SplitSection
 from retrieval.mining.pairs import cutoff_day
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 
-def test_cutoff(events: DataFrame, split: SplitConfig) -> str:
+def test_cutoff(events: DataFrame, split: SplitSection) -> str:
     """First day of the test split (``YYYY-MM-DD``), from the log's last event unless configured."""
     from pyspark.sql import functions as F
 
@@ -45,7 +45,7 @@ def split_of(start: Column, cutoff: str) -> Column:
     return F.when(F.to_date(start) >= F.lit(cutoff).cast("date"), "test").otherwise("train")
 
 
-def mine_pairs(events: DataFrame, cfg: PairsConfig, cutoff: str) -> DataFrame:
+def mine_pairs(events: DataFrame, cfg: PairsSection, cutoff: str) -> DataFrame:
     """The ``pairs`` table (query_offer_id, item_offer_id, weight, split) of an ``events`` table."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F

@@ -102,6 +102,12 @@ def slate_batch(table: pa.Table, n_features: int, text_dim: int, label: str = "l
 class Reranker(nn.Module):
     """Slate -> [B, L] scores (padding scored -inf-safe by the losses' masks)."""
 
+    CONFIG_KEY = "reranker"  # its config's key in a saved model's config.json (training.models)
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> Reranker:
+        return cls(RerankerConfig.from_dict(d))
+
     def __init__(self, cfg: RerankerConfig, mean: np.ndarray | None = None, std: np.ndarray | None = None):
         super().__init__()
         self.cfg = cfg
@@ -176,37 +182,3 @@ def feature_stats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Mean and std (std >= 1e-6) of each feature over the real offers of slates [B, L, F]."""
     real = x[y != PAD]
     return real.mean(axis=0), np.maximum(real.std(axis=0), 1e-6)
-
-
-def save(model: Reranker, path_dir: str, extra: dict[str, Any] | None = None) -> None:
-    """``state_dict.pt`` + ``config.json`` under a directory path or URI (any filesystem; the config last)."""
-    from retrieval import storage
-
-    storage.write_torch_atomic(storage.join(path_dir, "state_dict.pt"), model.state_dict())
-    storage.write_json_atomic(
-        storage.join(path_dir, "config.json"), {"reranker": model.cfg.to_dict(), **(extra or {})}
-    )
-
-
-def load(path_dir: str, map_location: str = "cpu") -> Reranker:
-    from retrieval import storage
-
-    cfg = RerankerConfig.from_dict(storage.read_json(storage.join(path_dir, "config.json"))["reranker"])
-    model = Reranker(cfg)
-    model.load_state_dict(storage.read_torch(storage.join(path_dir, "state_dict.pt"), map_location))
-    return model
-
-
-def loss_value(name: str, scores: torch.Tensor, y: torch.Tensor, **kw: Any) -> torch.Tensor:
-    from retrieval.ranking.losses import LOSSES
-
-    if name not in LOSSES:
-        raise ValueError(f"unknown ranking loss {name!r}; choose one of {sorted(LOSSES)}")
-    return LOSSES[name](scores, y, **kw)
-
-
-def loss_args(ranker: Any, loss: str) -> dict[str, Any]:
-    """Keyword arguments of a loss from the ``ranker`` config section (NeuralNDCG's cutoff, Sinkhorn steps)."""
-    if loss == "neural_ndcg":
-        return {"sinkhorn_iterations": ranker.sinkhorn_iterations, "k": ranker.neural_ndcg_k or None}
-    return {}

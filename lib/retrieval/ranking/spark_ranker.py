@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retrieval.spark import map_in_arrow, map_in_pandas
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark import Broadcast
@@ -103,8 +105,7 @@ def check_groups(df: DataFrame) -> None:
             ordered = bool(np.all((q[1:] > q[:-1]) | ((q[1:] == q[:-1]) & (p[1:] >= p[:-1]))))
             yield pd.DataFrame({"qid": f["qid"].unique(), "part": part, "ordered": ordered})
 
-    fn: Any = spans
-    parts = df.select("qid", "position").mapInPandas(fn, "qid bigint, part int, ordered boolean")
+    parts = map_in_pandas(df.select("qid", "position"), spans, "qid bigint, part int, ordered boolean")
     unordered = parts.where(~F.col("ordered")).select("part").distinct().collect()
     if unordered:
         raise ValueError(
@@ -167,16 +168,15 @@ def text_vectors(
 ) -> DataFrame:
     """(key, vec array<float>): the encoder's text vector of ``text`` (``encoder.model.text_vectors``)."""
 
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def embed_texts(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
         import torch
 
         from retrieval.encoder.features import collate, offer_row_features
         from retrieval.encoder.model import text_vectors as vectors
-        from retrieval.encoder.spark_embed import worker_model
+        from retrieval.training.spark_inference import task_setup, worker_model
 
-        torch.set_num_threads(max(1, threads))
-        model = worker_model(model_bc.value)
+        model = worker_model(model_bc.value, task_setup(threads))
         for df in frames:
             for lo in range(0, len(df), batch_size):
                 part = df.iloc[lo : lo + batch_size]
@@ -184,9 +184,8 @@ def text_vectors(
                 vec = vectors(model, torch.as_tensor(feats.words), torch.as_tensor(feats.chars)).numpy()
                 yield pd.DataFrame({key: part[key].to_numpy(), "vec": list(vec)})
 
-    fn: Any = run
     dtype = dict(frame.dtypes)[key]
-    return frame.select(key, text).mapInPandas(fn, f"{key} {dtype}, vec array<float>")
+    return map_in_pandas(frame.select(key, text), embed_texts, f"{key} {dtype}, vec array<float>")
 
 
 def build_slates(
@@ -246,13 +245,11 @@ def score_slates(
     them the rest in first-stage order (scores that keep them there)."""
     import pyarrow as pa
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import torch
-
+    def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from retrieval.ranking.dnn import score, slate_batch
+        from retrieval.training.spark_inference import task_setup, worker_model
 
-        torch.set_num_threads(max(1, threads))
-        model = reranker_from(model_bc.value)
+        model = worker_model(model_bc.value, task_setup(threads))
         n_feat, dim = len(model.cfg.features), model.cfg.text_dim
         for rb in batches:
             table = pa.Table.from_batches([rb])
@@ -266,9 +263,8 @@ def score_slates(
                 [*rb.columns, pa.array(out, type=pa.list_(pa.float32()))], names=[*rb.schema.names, column]
             )
 
-    fn: Any = run
     schema = f"{', '.join(f'`{f.name}` {f.dataType.simpleString()}' for f in slates.schema.fields)}, {column} array<float>"
-    return slates.mapInArrow(fn, schema)
+    return map_in_arrow(slates, score_partition, schema)
 
 
 def rerank_top(dnn: np.ndarray, k: int) -> list[float]:
@@ -283,31 +279,12 @@ def rerank_top(dnn: np.ndarray, k: int) -> list[float]:
     return out.astype(np.float32).tolist()
 
 
-_RERANKERS: dict[str, Any] = {}
-
-
-def reranker_from(value: tuple[str, bytes, dict[str, Any]]) -> Any:
-    """The broadcast reranker (token, state bytes, config), built once per Python worker."""
-    import io
-
-    import torch
-
-    from retrieval.ranking.dnn import Reranker, RerankerConfig
-
-    token, state, cfg = value
-    if token not in _RERANKERS:
-        model = Reranker(RerankerConfig.from_dict(cfg))
-        model.load_state_dict(torch.load(io.BytesIO(state), map_location="cpu", weights_only=True))
-        _RERANKERS[token] = model.eval()
-    return _RERANKERS[token]
-
-
 def _padded(
     t: Any, name: str, groups: np.ndarray, fill: float, order: np.ndarray | None = None
 ) -> np.ndarray:
     """A list column of slates -> [B, max n] float64, padding (and nulls) = ``fill``; each row's
     entries permuted by ``order`` [B, max n] when given."""
-    from retrieval.ranking.metrics import pad_groups
+    from retrieval.ranking.evaluation import pad_groups
 
     flat = t.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
     out = pad_groups(np.nan_to_num(flat.astype(np.float64), nan=fill), groups, fill)
@@ -326,8 +303,8 @@ def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[s
 
     cols = ["position", "label", "grade", *[m for m in methods if m != "production"]]
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from retrieval.ranking import metrics as M
+    def partial_sums(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from retrieval.ranking import evaluation
 
         acc: dict[tuple[str, str, str], list[float]] = {}
         for rb in batches:
@@ -346,7 +323,7 @@ def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[s
             for m in methods:
                 s = -position if m == "production" else _padded(t, m, groups, -np.inf, logged)
                 for target, (y, rel) in targets.items():
-                    sm = M.slate_metrics(s, y, KS, rel)
+                    sm = evaluation.slate_metrics(s, y, KS, rel)
                     for name, v in [*((f"ndcg_at_{k}", sm.ndcg[k]) for k in KS), ("mrr", sm.rr)]:
                         got = acc.setdefault((target, name, m), [0.0, 0.0])
                         got[0] += float(np.nansum(v))
@@ -362,12 +339,11 @@ def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[s
             }
         )
 
-    fn: Any = run
     from pyspark.sql import functions as F
 
+    sums = "target string, metric string, method string, total double, count double"
     rows = (
-        slates.select(*cols)
-        .mapInArrow(fn, "target string, metric string, method string, total double, count double")
+        map_in_arrow(slates.select(*cols), partial_sums, sums)
         .groupBy("target", "metric", "method")
         .agg(F.sum("total").alias("total"), F.sum("count").alias("count"))
         .collect()

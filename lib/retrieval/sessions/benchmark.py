@@ -188,3 +188,96 @@ def iter_methods(data: SessionData, k: int = 20) -> Iterator[tuple[str, np.ndarr
     yield "s_pop", s_pop(data.prefixes, counts, k)
     yield "item_knn", item_knn(data.train, data.n_items, data.prefixes, k)
     yield "item_knn_with_repeats", item_knn(data.train, data.n_items, data.prefixes, k, include_self=True)
+
+
+def encoder_methods(
+    train: Sequence[Sequence[int]],
+    prefixes: Sequence[Sequence[int]],
+    item_ids: np.ndarray,
+    s: Any,
+    seed: int,
+    model_dir: str,
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]], str]:
+    """The encoder in its id-only mode, trained on every training prefix -> next item (sampled softmax,
+    in-batch negatives, logQ correction, learned recency pooling of the last ``s.max_len`` items) and
+    saved under ``model_dir/<version>`` (with ``item_ids``: dense index i is item ``item_ids[i - 1]``); then the top-``s.k`` items of every test prefix by its session
+    query (``encoder_session``) and by its last item's nearest items (``encoder_last_item``, what the
+    recs table serves). Returns ({method: [prefixes, k] items}, the training history, the model dir).
+
+    ``s``: the ``sessions`` config section. Dense item indices 1..n are the id embedding's rows (no
+    hashing, no collisions)."""
+    import dataclasses
+
+    import torch
+
+    from retrieval import storage
+    from retrieval.artifacts import content_version
+    from retrieval.encoder.features import Vocab
+    from retrieval.encoder.model import OfferTower, SessionPool, TowerConfig
+    from retrieval.encoder.sessions import (
+        histories,
+        id_features,
+        item_vectors,
+        session_examples,
+        session_vectors,
+        train_sessions,
+    )
+    from retrieval.evaluation import exact_search
+    from retrieval.training.models import save_model
+
+    n_items = len(item_ids)
+    torch.manual_seed(seed)
+    tower_cfg = TowerConfig(
+        dim=s.dim,
+        embed_dim=s.dim,
+        content=False,
+        id_dropout=0.0,
+        session_len=s.max_len,
+        vocab=Vocab(ids=n_items + 1),
+    )
+    tower, pool, features = OfferTower(tower_cfg), SessionPool(tower_cfg), id_features()
+    examples = session_examples(train, s.max_len)
+    history = train_sessions(
+        tower,
+        pool,
+        features,
+        examples,
+        n_items,
+        s.epochs,
+        s.batch_size,
+        s.lr,
+        s.temperature,
+        s.uniform_negatives,
+        seed=seed,
+    )
+    version = content_version(
+        {"encoder": tower_cfg.to_dict(), "sessions": dataclasses.asdict(s), "seed": seed}
+    )
+    out_dir = storage.join(model_dir, version)
+    save_model(tower, out_dir, {"item_ids": np.asarray(item_ids).tolist()}, parts={"session_pool": pool})
+    items = item_vectors(tower, features, n_items)
+    dense = np.arange(1, n_items + 1)
+    hist, lengths = histories(prefixes, s.max_len)
+    last = hist[:, -1]
+    ranked = {
+        "encoder_session": exact_search(
+            session_vectors(tower, pool, features, hist, lengths), items, dense, s.k
+        )[1],
+        "encoder_last_item": exact_search(items[last - 1], items, dense, s.k, exclude=last)[1],
+    }
+    return ranked, history, out_dir
+
+
+def table_lines(figures: dict[str, dict[str, float]], pub: dict[str, Any], k: int) -> list[str]:
+    """Our methods' P@k / MRR@k, with the published figure beside each where there is one."""
+    lines = [f"{'method':<22}{'P@' + str(k):>8}{'MRR@' + str(k):>9}   (published)"]
+    for m, f in figures.items():
+        ref = pub["methods"].get(m, {})
+        tail = f"   ({ref[f'p_at_{k}']:.2f} / {ref[f'mrr_at_{k}']:.2f})" if f"p_at_{k}" in ref else ""
+        lines.append(f"{m:<22}{f[f'p_at_{k}']:>8.2f}{f[f'mrr_at_{k}']:>9.2f}{tail}")
+    for m, f in pub["methods"].items():
+        if m not in figures and f"p_at_{k}" in f:
+            lines.append(
+                f"{m:<22}{'':>8}{'':>9}   ({f[f'p_at_{k}']:.2f} / {f[f'mrr_at_{k}']:.2f}) published only"
+            )
+    return lines

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import numpy as np
 
-from retrieval.config import SynthConfig
+from retrieval.config import SynthSection
 from retrieval.synth import vocab
 
 _U64 = np.uint64
@@ -90,7 +90,7 @@ def brand_name(seed: int, top: str, i: int) -> str:
 class Catalog:
     """The catalogue implied by ``cfg`` and ``seed``; cheap to build in every task."""
 
-    cfg: SynthConfig
+    cfg: SynthSection
     seed: int
     brands_per_top: int = 24
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from retrieval import config as config_mod
-from retrieval import tables
+from retrieval import config, tables
 from retrieval.synth.catalog import Catalog
 from retrieval.synth.offers import OFFER_SCHEMA, generate_offers
 from retrieval.synth.sessions import EVENT_SCHEMA, INJECTED_KINDS, SessionSimulator, examination
@@ -43,7 +42,7 @@ def _ddl(schema: pa.Schema) -> str:
 
 def _offer_blocks(cfg_dict: dict[str, Any]) -> Any:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        cfg = config_mod.from_dict(cfg_dict)
+        cfg = config.from_dict(cfg_dict)
         cat = Catalog(cfg.synth, cfg.seed)
         step = cfg.synth.offers_per_task
         for batch in batches:
@@ -56,7 +55,7 @@ def _offer_blocks(cfg_dict: dict[str, Any]) -> Any:
 
 def _session_blocks(cfg_dict: dict[str, Any]) -> Any:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        cfg = config_mod.from_dict(cfg_dict)
+        cfg = config.from_dict(cfg_dict)
         sim = SessionSimulator(Catalog(cfg.synth, cfg.seed))
         step = cfg.synth.sessions_per_task
         for batch in batches:
@@ -99,7 +98,7 @@ class Generated:
         self._sessions_all.unpersist()
 
 
-def generate(spark: SparkSession, cfg: config_mod.Config) -> Generated:
+def generate(spark: SparkSession, cfg: config.Config) -> Generated:
     """Builds (lazily, cached once computed) every table of the synthetic marketplace."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -150,7 +149,7 @@ def injected_counts(gen: Generated) -> dict[str, int]:
     return counts
 
 
-def planted_structure(gen: Generated, cfg: config_mod.Config, max_position: int = 30) -> dict[str, Any]:
+def planted_structure(gen: Generated, cfg: config.Config, max_position: int = 30) -> dict[str, Any]:
     """Plain statistics that show the planted structure: Zipf popularity, offers per product, CTR by position."""
     from pyspark.sql import functions as F
 

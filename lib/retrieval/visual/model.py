@@ -1,4 +1,4 @@
-"""The image encoder, triplet loss with batch-hard / semi-hard mining, baselines and accuracy@K.
+"""The image encoder, the untrained baselines (raw pixels, colour histogram) and accuracy@K.
 
 The encoder is a small CNN trained from scratch (no pre-trained weights exist inside a PyPI package
 that imports beside our torch, and nothing may be fetched from a hub): four conv blocks, global
@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 
 @dataclass
-class VisualConfig:
+class ImageEncoderConfig:
     dim: int = 128  # embedding size
     width: int = 24  # channels of the stem (doubling per block)
     size: int = 64  # input images are size x size
@@ -41,7 +41,13 @@ class ImageEncoder(nn.Module):
     global average + max pooling, a linear projection, unit length. About 55M multiply-adds per 64x64
     image at w=24: sized for CPU training (a GPU takes a wider one through ``width``)."""
 
-    def __init__(self, cfg: VisualConfig) -> None:
+    CONFIG_KEY = "model"  # its config's key in a saved model's config.json (training.models)
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> ImageEncoder:
+        return cls(ImageEncoderConfig(**d))
+
+    def __init__(self, cfg: ImageEncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
         w = cfg.width
@@ -82,62 +88,6 @@ def embed(
     ]
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, model.cfg.dim), np.float32)
-
-
-def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances between rows (numerically safe at 0)."""
-    sq = (emb * emb).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * emb @ emb.T).clamp_min(0.0)
-    return torch.sqrt(d2 + 1e-12) * (d2 > 0)
-
-
-def triplet_loss(
-    emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.2, mining: str = "batch_hard"
-) -> torch.Tensor:
-    """Triplet loss over every anchor of a batch, with the triplets mined inside the batch.
-
-    - ``batch_hard`` (Hermans et al. 2017): per anchor, its farthest positive and nearest negative;
-      the mean of ``relu(d(a, p) - d(a, n) + margin)`` over anchors that have both;
-      ``batch_hard_soft``: the same triplets with the soft margin ``log(1 + exp(d(a, p) - d(a, n)))``;
-      ``batch_all``: every valid (a, p, n) triplet of the batch, averaged over those with a positive
-      loss (Hermans et al.'s BA+);
-    - ``semi_hard`` (Schroff et al. 2015, FaceNet): per (anchor, positive) pair, the nearest negative
-      farther than the positive (``d(a, p) < d(a, n)``); where no negative is farther, the farthest
-      negative (as TensorFlow Addons does); the mean over all positive pairs.
-    """
-    d = pairwise_distances(emb)
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
-    pos, neg = same & ~eye, ~same
-    if mining in ("batch_hard", "batch_hard_soft"):
-        has = pos.any(1) & neg.any(1)
-        if not has.any():
-            return emb.sum() * 0.0
-        hardest_pos = torch.where(pos, d, torch.zeros_like(d)).amax(1)
-        hardest_neg = torch.where(neg, d, torch.full_like(d, float("inf"))).amin(1)
-        gap = (hardest_pos - hardest_neg)[has]
-        # soft margin (Hermans et al.): log(1 + exp(gap)) never goes flat, which keeps a collapsed
-        # embedding (every distance 0, loss = margin) from being a resting point
-        return F.softplus(gap).mean() if mining == "batch_hard_soft" else F.relu(gap + margin).mean()
-    if mining == "batch_all":
-        valid = pos[:, :, None] & neg[:, None, :]  # (a, p, n)
-        losses = F.relu(d[:, :, None] - d[:, None, :] + margin)[valid]
-        active = losses > 1e-12
-        return losses[active].mean() if active.any() else emb.sum() * 0.0
-    if mining == "semi_hard":
-        a_idx, p_idx = torch.nonzero(pos & neg.any(1)[:, None], as_tuple=True)
-        if len(a_idx) == 0:
-            return emb.sum() * 0.0
-        d_ap = d[a_idx, p_idx]
-        d_an = d[a_idx]  # (pairs, B)
-        negs = neg[a_idx]
-        farther = negs & (d_an > d_ap[:, None])
-        inf = torch.full_like(d_an, float("inf"))
-        semi = torch.where(farther, d_an, inf).amin(1)
-        fallback = torch.where(negs, d_an, torch.full_like(d_an, -float("inf"))).amax(1)
-        chosen = torch.where(farther.any(1), semi, fallback)
-        return F.relu(d_ap - chosen + margin).mean()
-    raise ValueError(f"mining must be batch_hard, batch_hard_soft, batch_all or semi_hard; got {mining!r}")
 
 
 def pixel_features(imgs: np.ndarray, side: int = 16) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval import storage
+from retrieval.spark import map_in_pandas
 from retrieval.spark_tables import TableError
 from retrieval.visual.filtering import groups
 
@@ -102,7 +103,7 @@ def load_image(source: str, size: int) -> np.ndarray:
 def load_images(sources: DataFrame, size: int) -> DataFrame:
     """Renders or reads every source, resizes, filters (``reason`` set where unusable), thumbnails."""
 
-    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def load_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         from retrieval.visual.filtering import thumbnail, unusable_reason
@@ -140,8 +141,7 @@ def load_images(sources: DataFrame, size: int) -> DataFrame:
                 }
             )
 
-    fn_: Any = fn
-    return sources.mapInPandas(fn_, LOADED_DDL)
+    return map_in_pandas(sources, load_partition, LOADED_DDL)
 
 
 def duplicate_pairs(
@@ -178,9 +178,8 @@ def duplicate_pairs(
         )
         return pd.DataFrame({"a": [a for a, _ in got], "b": [b for _, b in got]}, dtype="int64")
 
-    keys_: Any = keys
-    bucketed = loaded.select("image_id", "thumb").mapInPandas(
-        keys_, "bucket bigint, image_id bigint, thumb array<float>"
+    bucketed = map_in_pandas(
+        loaded.select("image_id", "thumb"), keys, "bucket bigint, image_id bigint, thumb array<float>"
     )
     rows = bucketed.groupBy("bucket").applyInPandas(pairs, "a bigint, b bigint").distinct().collect()
     return [(int(r["a"]), int(r["b"])) for r in rows]
@@ -243,7 +242,7 @@ def train_groups(images: DataFrame, seed: int, per_style: int, size: int, partit
     )
     ddl = "label bigint, shop array<binary>, " + ", ".join(f"{style_column(s)} array<binary>" for s in STYLES)
 
-    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def synthesize_groups(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         from retrieval.visual.data import train_group
@@ -257,8 +256,7 @@ def train_groups(images: DataFrame, seed: int, per_style: int, size: int, partit
             if rows:
                 yield pd.DataFrame(rows)
 
-    fn_: Any = fn
-    return grouped.mapInPandas(fn_, ddl)
+    return map_in_pandas(grouped, synthesize_groups, ddl)
 
 
 def test_queries(images: DataFrame, seed: int, size: int, partitions: int) -> DataFrame:
@@ -273,7 +271,7 @@ def test_queries(images: DataFrame, seed: int, size: int, partitions: int) -> Da
         .repartition(partitions, "label")
     )
 
-    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def synthesize_queries(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
         from retrieval.visual.data import test_query
@@ -291,8 +289,7 @@ def test_queries(images: DataFrame, seed: int, size: int, partitions: int) -> Da
                 }
             )
 
-    fn_: Any = fn
-    return last.mapInPandas(fn_, "label bigint, image_id bigint, image binary")
+    return map_in_pandas(last, synthesize_queries, "label bigint, image_id bigint, image binary")
 
 
 def featurize(
@@ -307,22 +304,13 @@ def featurize(
 ) -> DataFrame:
     """``df`` (``image`` bytes + ``keep`` columns) -> ``keep`` + ``vector``: raw pixels, a colour
     histogram, or a broadcast encoder (``method="model"``; on the task's GPU when Spark assigned one)."""
-    from retrieval.encoder.spark_embed import task_device, worker_model
+    from retrieval.training.spark_inference import task_setup, worker_model
 
-    def fn(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        import torch
-
+    def featurize_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from retrieval.visual.images import decode
-        from retrieval.visual.model import (
-            ImageEncoder,
-            VisualConfig,
-            embed,
-            histogram_features,
-            pixel_features,
-        )
+        from retrieval.visual.model import embed, histogram_features, pixel_features
 
-        torch.set_num_threads(max(1, threads))
-        device = task_device(use_gpu) if method == "model" else "cpu"
+        device = task_setup(threads, use_gpu and method == "model")
         for df in frames:
             if df.empty:
                 continue
@@ -332,7 +320,7 @@ def featurize(
             elif method == "histogram":
                 vecs = histogram_features(imgs)
             else:
-                encoder = worker_model(model.value, device, lambda c: ImageEncoder(VisualConfig(**c)))
+                encoder = worker_model(model.value, device)
                 vecs = embed(encoder, imgs, batch_size, device)
             out = df[list(keep)].copy()
             out["vector"] = list(vecs.astype(np.float32))
@@ -340,8 +328,7 @@ def featurize(
 
     types = {"image_id": "bigint", "label": "bigint", "split": "string"}
     ddl = ", ".join(f"{c} {types[c]}" for c in keep) + ", vector array<float>"
-    fn_: Any = fn
-    return df.select(*keep, "image").mapInPandas(fn_, ddl)
+    return map_in_pandas(df.select(*keep, "image"), featurize_partition, ddl)
 
 
 def collect_vectors(df: DataFrame, order: str = "image_id") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -359,3 +346,24 @@ def default_partitions(spark: SparkSession) -> int:
 
 def results_path(results_dir: str, name: str) -> str:
     return os.path.join(results_dir, f"{name}.json")
+
+
+def gallery_counts(images: DataFrame, quarantine: DataFrame) -> dict[str, Any]:
+    """Photos and products per split, and quarantined photos by reason (the first word of it)."""
+    from pyspark.sql import functions as F
+
+    by_split = {
+        r["split"]: (int(r["images"]), int(r["products"]))
+        for r in images.groupBy("split")
+        .agg(F.count(F.lit(1)).alias("images"), F.countDistinct("label").alias("products"))
+        .collect()
+    }
+    reasons = {
+        r["why"]: int(r["n"])
+        for r in quarantine.select(F.regexp_extract("reason", r"^([a-z_]+)", 1).alias("why"))
+        .groupBy("why")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    }
+    train, test = by_split.get("train", (0, 0)), by_split.get("test", (0, 0))
+    return {"train": train, "test": test, "quarantined": dict(sorted(reasons.items()))}

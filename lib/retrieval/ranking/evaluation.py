@@ -1,4 +1,4 @@
-"""Ranking metrics of slates (pure numpy): nDCG@k and MRR, the conventions every ranker is scored by.
+"""Offline evaluation of rankings (pure numpy): nDCG@k and MRR, the conventions every ranker is scored by.
 
 A slate is one listing: ``scores`` [B, L] (higher first) and graded ``labels`` [B, L] padded with
 -1. Ties in score keep the slate's input order (the logged position), so a constant scorer *is* the
@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retrieval.evaluation import bootstrap_interval
+
 PAD = -1
+__all__ = ["bootstrap_interval", "dcg", "mean", "ndcg", "pad_groups", "reciprocal_rank", "slate_metrics"]
 
 
 def ranked_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -79,16 +82,3 @@ def pad_groups(values: np.ndarray, groups: np.ndarray, fill: float = PAD) -> np.
     col = np.arange(len(values)) - np.repeat(starts, groups)
     out[row, col] = values
     return out
-
-
-def bootstrap_interval(
-    per_query: np.ndarray, rng: np.random.Generator, rounds: int = 1000, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over queries (NaN queries left out)."""
-    v = np.asarray(per_query, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    means = v[rng.integers(0, len(v), size=(rounds, len(v)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)

@@ -1,5 +1,6 @@
-"""Examples a person can judge by eye, read from the tables: recommendation carousels and reranked
-listings, with titles (and, on the synthetic marketplace, the ground truth beside them)."""
+"""The report's Spark parts: examples a person can judge by eye, read from the tables (recommendation
+carousels and reranked listings, with titles and, on the synthetic marketplace, the ground truth
+beside them), and the recommendations' popularity bias. ``report/sections.py`` renders them."""
 
 from __future__ import annotations
 
@@ -114,3 +115,53 @@ def reranked_listings(
             ]
         out.append({"query_id": p["query_id"], "query_text": texts.get(p["query_id"]), "ranked": ranked})
     return out
+
+
+def examples(spark: SparkSession, root: str, m: dict[str, dict[str, Any]]) -> tuple[Any, Any]:
+    """(3 carousels, 2 listings reranked by the best DNN beside the production order), each None where
+    its stage has not run."""
+    shown = None
+    if "precompute_recs" in m and exists(spark, tables.path(root, tables.RECS)):
+        shown = carousels(spark, root, [], limit=3)
+    listings = None
+    rk = m.get("train_ranker")
+    if rk and exists(spark, tables.path(root, tables.RANKER_TEST_SCORED)):
+        dnns = [k for k in rk["ndcg_at_10"] if k.startswith("dnn_")]
+        best = max(dnns, key=lambda k: rk["ndcg_at_10"][k], default=None)
+        listings = reranked_listings(spark, root, ["production", *([best] if best else [])], limit=2)
+    return shown, listings
+
+
+def recs_popularity(spark: SparkSession, root: str) -> dict[str, Any] | None:
+    """Share of recommendation slots taken by the most popular 1% / 10% of offers (training co-clicks)."""
+    from pyspark.sql import functions as F
+
+    if not (exists(spark, tables.path(root, tables.RECS)) and exists(spark, tables.path(root, tables.PAIRS))):
+        return None
+    offers = read_table(spark, root, tables.OFFERS).select("offer_id")
+    pairs = read_table(spark, root, tables.PAIRS).where(F.col("split") == "train")
+    pop = pairs.groupBy(F.col("item_offer_id").alias("offer_id")).agg(F.count(F.lit(1)).alias("pop"))
+    n_offers = offers.count()
+    # The percent rank by (popularity desc, offer_id): positions from a distributed sort
+    # (zipWithIndex), not a window without partitions, which would pull every offer into one task.
+    ordered = offers.join(pop, "offer_id", "left").orderBy(F.desc(F.coalesce("pop", F.lit(0))), "offer_id")
+    positions = ordered.select("offer_id").rdd.zipWithIndex().map(lambda r: (int(r[0][0]), int(r[1])))
+    ranked = spark.createDataFrame(positions, "offer_id bigint, pos bigint").withColumn(
+        "pct", F.col("pos") / F.lit(max(n_offers - 1, 1))
+    )
+    slots = read_table(spark, root, tables.RECS).select(F.explode("recs.offer_id").alias("offer_id"))
+    r = (
+        slots.join(ranked, "offer_id", "left")
+        .agg(
+            F.avg((F.col("pct") < 0.01).cast("double")).alias("top1"),
+            F.avg((F.col("pct") < 0.10).cast("double")).alias("top10"),
+        )
+        .first()
+    )
+    assert r is not None
+    recommended = slots.select("offer_id").distinct().count()
+    return {
+        "top1_share_of_recs": float(r["top1"] or 0.0),
+        "top10_share_of_recs": float(r["top10"] or 0.0),
+        "never_recommended": 1.0 - recommended / max(n_offers, 1),
+    }

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from retrieval import config as config_mod
-from retrieval import storage
+from retrieval import config, storage
 
 # Keys every stage's metrics must have, and the extra keys of each stage (DESIGN.md).
 COMMON_KEYS = ("seconds", "config", "rows_out")
@@ -57,9 +56,7 @@ def missing_keys(stage: str, metrics: dict[str, Any]) -> list[str]:
     return [k for k in (*COMMON_KEYS, *STAGE_KEYS.get(stage, ())) if k not in metrics]
 
 
-def write_stage_metrics(
-    cfg: config_mod.Config, stage: str, metrics: dict[str, Any], source: str | None
-) -> str:
+def write_stage_metrics(cfg: config.Config, stage: str, metrics: dict[str, Any], source: str | None) -> str:
     """Saves the used config and the metrics of ``stage`` (atomically); returns the metrics path.
 
     Raises:
@@ -69,7 +66,7 @@ def write_stage_metrics(
     cpath = config_path(root, stage)
     storage.write_text_atomic(
         cpath,
-        f"# resolved config of stage {stage} (source: {source or 'defaults'})\n" + config_mod.to_yaml(cfg),
+        f"# resolved config of stage {stage} (source: {source or 'defaults'})\n" + config.to_yaml(cfg),
     )
     out = {"stage": stage, **metrics, "config": cpath, "config_source": source}
     missing = missing_keys(stage, out)

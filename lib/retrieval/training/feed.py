@@ -1,4 +1,5 @@
-"""Training-example feeds: parquet rows -> training batches (the encoder's pairs, the reranker's slates).
+"""Training-example feeds: parquet rows -> training batches (the encoder's pairs, the reranker's slates,
+the image encoder's photo groups: the model's ``to_batch`` turns a table of rows into one batch).
 
 Two feeds behind one interface (``epoch(e)`` yields batches; ``steps`` batches per epoch on every rank):
 
@@ -12,9 +13,6 @@ after the same number of batches: the smallest rank's full batches (the remainde
 Both check how many rows they actually read: Petastorm has been seen to return 0 rows without an
 error, and a silent empty epoch must fail loudly instead.
 
-Example columns (written by ``spark_encoder.training_examples``): query_offer_id, item_offer_id,
-log_q, and per side (prefix ``q_`` / ``c_``) word_ids, char_ids (list<int>), category,
-price_bucket, seller, offer (int).
 """
 
 from __future__ import annotations
@@ -27,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrieval import storage
-from retrieval.encoder.features import OfferFeatures
-from retrieval.encoder.train import PairBatch
+
+Batcher = Callable[[pa.Table], Any]  # rows -> one training batch
 
 
 def parquet_files(path: str) -> list[str]:
@@ -45,44 +43,13 @@ def parquet_file(uri: str) -> pq.ParquetFile:
     return pq.ParquetFile(path, filesystem=fs)
 
 
-def _side(table: pa.Table, prefix: str) -> OfferFeatures:
-    def bag(name: str) -> np.ndarray:
-        col = table.column(f"{prefix}{name}").combine_chunks()
-        offsets = col.offsets.to_numpy()
-        values = col.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
-        return values.astype(np.int64).reshape(len(col), -1)  # fixed-length lists (padded by the featurizer)
-
-    def ints(name: str) -> np.ndarray:
-        return table.column(f"{prefix}{name}").to_numpy().astype(np.int64)
-
-    return OfferFeatures(
-        bag("word_ids"),
-        bag("char_ids"),
-        ints("category"),
-        ints("price_bucket"),
-        ints("seller"),
-        ints("offer"),
-    )
-
-
-def batch_from_table(table: pa.Table) -> PairBatch:
-    """One PairBatch from a table of examples (all its rows)."""
-    return PairBatch(
-        _side(table, "q_"),
-        _side(table, "c_"),
-        table.column("query_offer_id").to_numpy().astype(np.int64),
-        table.column("item_offer_id").to_numpy().astype(np.int64),
-        table.column("log_q").to_numpy().astype(np.float32),
-    )
-
-
 def _rebatch(
     tables: Iterator[pa.Table],
     batch_size: int,
     steps: int,
     rng: np.random.Generator | None,
     buffer_rows: int,
-    to_batch: Callable[[pa.Table], Any] = batch_from_table,
+    to_batch: Batcher,
     bucket: Callable[[pa.Table], np.ndarray] | None = None,
 ) -> Iterator[Any]:
     """Cuts a stream of tables into at most ``steps`` batches of ``batch_size`` rows.
@@ -134,19 +101,19 @@ class _Feed:
         self,
         path: str,
         batch_size: int,
+        to_batch: Batcher,
         rank: int = 0,
         world: int = 1,
         seed: int = 0,
         shuffle: bool = True,
         buffer_rows: int = 100_000,
-        to_batch: Callable[[pa.Table], Any] = batch_from_table,
         bucket: Callable[[pa.Table], np.ndarray] | None = None,
     ) -> None:
         if not 0 <= rank < world:
             raise ValueError(f"rank must be in [0, world); got rank {rank} of {world}")
         self.path, self.batch_size, self.rank, self.world = path, batch_size, rank, world
         self.seed, self.shuffle, self.buffer_rows = seed, shuffle, buffer_rows
-        self.to_batch = to_batch  # rows -> a training batch (the encoder's PairBatch by default)
+        self.to_batch = to_batch  # rows -> a training batch
         self.bucket = bucket  # rows -> sizes: batch rows of similar size together (see _rebatch)
 
     def _plan(self, per_rank: list[int], unit: str, path: str) -> None:
@@ -192,8 +159,8 @@ class ArrowFeed(_Feed):
 
     name = "arrow"
 
-    def __init__(self, path: str, batch_size: int, **kw: Any) -> None:
-        super().__init__(path, batch_size, **kw)
+    def __init__(self, path: str, batch_size: int, to_batch: Batcher, **kw: Any) -> None:
+        super().__init__(path, batch_size, to_batch, **kw)
         files = parquet_files(path)
         if self.world > len(files):
             raise ValueError(
@@ -221,8 +188,10 @@ class PetastormFeed(_Feed):
 
     name = "petastorm"
 
-    def __init__(self, path: str, batch_size: int, reader_pool_type: str = "dummy", **kw: Any) -> None:
-        super().__init__(path, batch_size, **kw)
+    def __init__(
+        self, path: str, batch_size: int, to_batch: Batcher, reader_pool_type: str = "dummy", **kw: Any
+    ) -> None:
+        super().__init__(path, batch_size, to_batch, **kw)
         self.url, self.reader_pool_type = storage.to_uri(path), reader_pool_type
         # Petastorm shards by row group: count each rank's rows the same way to size its epoch.
         metas = [parquet_file(f).metadata for f in parquet_files(path)]
@@ -247,9 +216,14 @@ class PetastormFeed(_Feed):
                 yield pa.table({name: _column(getattr(chunk, name)) for name in chunk._fields})
 
 
-def make_feed(kind: str, path: str, batch_size: int, **kw: Any) -> _Feed:
-    """The feed a config names (``arrow`` | ``petastorm``) over the parquet rows under ``path``."""
-    return (PetastormFeed if kind == "petastorm" else ArrowFeed)(path, batch_size, **kw)
+FEEDS: dict[str, type[_Feed]] = {"arrow": ArrowFeed, "petastorm": PetastormFeed}  # = config.sections.Feed
+
+
+def make_feed(kind: str, path: str, batch_size: int, to_batch: Batcher, **kw: Any) -> _Feed:
+    """The feed a config names (``training.feed``: arrow | petastorm) over the parquet rows under ``path``."""
+    if kind not in FEEDS:
+        raise ValueError(f"unknown feed {kind!r}; choose one of {sorted(FEEDS)}")
+    return FEEDS[kind](path, batch_size, to_batch, **kw)
 
 
 def _column(values: np.ndarray) -> pa.Array:

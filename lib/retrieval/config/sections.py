@@ -1,0 +1,521 @@
+"""The config's sections: one dataclass each, every field with its default and a trailing comment, and
+the checks a type alone cannot express in the section's own ``validate()``, next to its fields.
+
+Choices are ``Literal[...]`` (the loader checks them), components chosen by name carry their
+arguments (``ranker.losses: [{name: neural_ndcg, args: {k: 10}}]``), and the runtime of every
+training stage is one section, ``training``, that a stage may override in its own ``training:``
+mapping (``visual.training.num_processes``); :func:`runtime` resolves it, the same way for all.
+Renamed keys keep working for one release: ``Config.DEPRECATED`` says where each went.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from retrieval import tables
+from retrieval.config.loader import ConfigError
+
+Feed = Literal["arrow", "petastorm"]
+RankingLoss = Literal["ndcg_loss2pp", "neural_ndcg", "listnet", "ranknet"]  # = ranking.losses.LOSSES (tested)
+TripletMining = Literal["batch_all", "batch_hard", "batch_hard_soft", "semi_hard"]  # = visual.losses.LOSSES
+VisualVariant = Literal[
+    "shop_only", "street", "seamless", "blur", "natural_bg", "uniform_bg"
+]  # = visual.train.VARIANTS
+
+
+def _unit(section: str, **values: float) -> None:
+    for name, v in values.items():
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{section}.{name} must be in [0, 1]; got {v}")
+
+
+def _positive(section: str, **values: float) -> None:
+    for name, v in values.items():
+        if v < 1:
+            raise ConfigError(f"{section}.{name} must be >= 1; got {v}")
+
+
+@dataclass
+class PathsSection:
+    root: str = "work"  # every table, model, metric and report of a run lives under this path or URI
+    results: str = "benchmarks/results"  # where the real-data benchmarks (eval_sessions, eval_ltr, evaluate_visual) write <name>.json
+
+
+@dataclass
+class SparkSection:
+    master: str = "local[*]"  # local[*], spark://host:7077, yarn, k8s://https://host:443
+    deploy_mode: Literal["client", "cluster"] = "client"
+    app_name: str = "retrieval"  # prefix of the Spark application name (the stage is appended)
+    driver_memory: str = "4g"  # spark.driver.memory (only honoured before the JVM starts)
+    executor_memory: str = ""  # spark.executor.memory; empty = Spark's default
+    executor_cores: int = 0  # spark.executor.cores; 0 = Spark's default
+    num_executors: int = 0  # spark.executor.instances (YARN/k8s); 0 = Spark's default
+    shuffle_partitions: int = 0  # spark.sql.shuffle.partitions; 0 = 2 x the local cores (local masters only)
+    local_dir: str = ""  # scratch space of local masters (SPARK_LOCAL_DIRS); empty = ./work/.spark-local
+    executor_gpus: float = 0.0  # spark.executor.resource.gpu.amount; 0 = no GPU scheduling
+    task_gpus: float = (
+        0.0  # spark.task.resource.gpu.amount (e.g. 1 for training, 0.25 to share for inference)
+    )
+    gpu_discovery_script: str = ""  # spark.executor.resource.gpu.discoveryScript (path on the nodes)
+    python_env: str = ""  # a venv-pack archive (scripts/pack_env.sh) the executors unpack and run; "" = none
+    conf: dict[str, str] = field(default_factory=dict)  # any other spark.* settings, passed as --conf k=v
+
+
+@dataclass
+class SynthSection:
+    """The embedded synthetic marketplace (see retrieval.synth)."""
+
+    products: int = 20000  # distinct products (catalogue cards)
+    products_per_cluster: int = 6  # products per cluster of close substitutes (brand + model line)
+    zipf_a: float = 1.1  # exponent of product popularity by rank
+    offers_per_product_a: float = 1.9  # Zipf exponent of the number of offers (sellers) per product
+    max_offers_per_product: int = 40  # cap on offers per product
+    sellers: int = 2000  # distinct sellers; seller popularity is Zipf too
+    product_id_missing: float = 0.15  # share of offers whose product_id is null in the offers table
+    sessions: int = 40000  # sessions in the event log
+    mean_session_steps: float = 8.0  # mean number of actions (view or search) per session
+    max_session_steps: int = 120  # cap on actions per session (a real session, not a bot)
+    search_prob: float = 0.3  # probability that an action is a search (else a product view)
+    listing_min: int = 30  # shortest listing shown for a search
+    listing_max: int = 300  # longest listing (lengths are log-uniform between min and max)
+    examination_eta: float = 0.9  # examination probability at position p is p^-eta (position-based model)
+    production_noise: float = 0.8  # std of the noise in the logged production ranker's score
+    days: int = 14  # days covered by the log
+    start_date: str = "2026-10-01"  # first day of the log (UTC)
+    bad_row_rate: float = 0.002  # rows injected per clean row, for each kind of bad input (0 = clean data)
+    offers_per_task: int = 5000  # products generated by one Spark task (sets the catalogue's parallelism)
+    sessions_per_task: int = 2000  # sessions generated by one Spark task (sets the log's parallelism)
+
+    def validate(self) -> None:
+        if self.products < self.products_per_cluster or self.products_per_cluster < 1:
+            raise ConfigError(
+                f"synth.products ({self.products}) must be >= synth.products_per_cluster "
+                f"({self.products_per_cluster}) >= 1"
+            )
+        if not 1 <= self.listing_min <= self.listing_max:
+            raise ConfigError(
+                f"need 1 <= synth.listing_min <= synth.listing_max; got {self.listing_min}, {self.listing_max}"
+            )
+        _unit(
+            "synth",
+            product_id_missing=self.product_id_missing,
+            search_prob=self.search_prob,
+            bad_row_rate=self.bad_row_rate,
+        )
+        if self.zipf_a <= 0 or self.offers_per_product_a <= 1:
+            raise ConfigError("synth.zipf_a must be > 0 and synth.offers_per_product_a > 1")
+
+
+@dataclass
+class IngestSection:
+    max_session_events: int = 1000  # a session with more events than this is a bot
+    max_events_per_minute: float = 60.0  # ... or one faster than this on average
+    min_events_for_rate: int = 30  # the rate rule applies only to sessions with at least this many events
+    events_partitions: int = 0  # partitions of the events table; 0 = spark.sql.shuffle.partitions
+
+
+@dataclass
+class SplitSection:
+    test_days: int = 3  # sessions starting in the last N days of the log are the test split
+    test_start: str = ""  # or an explicit first test day (YYYY-MM-DD, UTC); empty = derived from the log
+
+    def validate(self) -> None:
+        if self.test_days < 1 and not self.test_start:
+            raise ConfigError("split.test_days must be >= 1 (or set split.test_start)")
+
+
+@dataclass
+class PairsSection:
+    window: int = 5  # an interaction pairs with the next `window` interactions of its session
+    max_session_events: int = 200  # only a session's first N interactions count (bounds the work per session)
+    min_support: int = 2  # a training pair needs this many sessions (test pairs keep support 1)
+    event_weights: dict[str, float] = field(
+        default_factory=lambda: {"view": 1.0, "click": 1.0, "cart": 2.0, "purchase": 3.0}
+    )  # interactions that form pairs, and their weight; a pair weighs the mean of its two ends
+
+    def validate(self) -> None:
+        _positive("pairs", window=self.window, min_support=self.min_support)
+        if not self.event_weights:
+            raise ConfigError("pairs.event_weights must name at least one event type")
+
+
+@dataclass
+class ListingsSection:
+    propensity_positions: int = 50  # examination is estimated for positions 1..N (a power law beyond)
+    propensity_iterations: int = 60  # EM iterations of the position-based click model
+    propensity_max_rows: int = (
+        5_000_000  # (query, offer, position) cells the EM fits on the driver (sampled above)
+    )
+    prior_folds: int = 5  # training rows' priors count the other folds only (out-of-fold, no label leak)
+    prior_smoothing: float = 20.0  # pseudo-impressions of the global rate in the CTR / purchase-rate priors
+    bm25_k1: float = 1.2  # BM25 term-frequency saturation
+    bm25_b: float = 0.75  # BM25 length normalisation
+
+    def validate(self) -> None:
+        if self.prior_folds < 2:
+            raise ConfigError(f"listings.prior_folds must be >= 2; got {self.prior_folds}")
+
+
+@dataclass
+class TrainingSection:
+    """How every training stage runs (the encoder, the reranker DNNs, the image encoder, the session
+    encoder): processes, devices, feed, retries. A stage's own ``training:`` mapping overrides any of
+    these fields for that stage; :func:`runtime` resolves them."""
+
+    feed: Feed = "arrow"  # how training processes read their examples: arrow | petastorm
+    num_processes: int = (
+        2  # training processes (<= free task slots, or the barrier stage never starts); 1 = in this process
+    )
+    local_mode: bool = True  # True: processes on the driver; False: barrier tasks on executors
+    use_gpu: bool = False  # nccl + one GPU per process (spark.task.resource.gpu.amount must be set)
+    # When a training process dies (a lost executor, a crash), the stage runs again this many times
+    # from the last epoch's checkpoint; then, with fallback_single and processes on the driver
+    # (local_mode), it finishes in one process from it.
+    retries: int = 1
+    fallback_single: bool = True
+    threads: int = 1  # torch threads per process; 0 = all cores (one process only)
+    resume: bool = False  # continue from the last checkpoint of the same model version
+
+    def validate(self) -> None:
+        _positive("training", num_processes=self.num_processes)
+        if self.retries < 0 or self.threads < 0:
+            raise ConfigError("training.retries and training.threads must be >= 0")
+
+
+OVERRIDES = {
+    "partial_of": TrainingSection
+}  # a stage's `training:` mapping: some of its fields, for that stage
+
+
+@dataclass
+class EncoderHyper:
+    """The two-tower encoder's hyper-parameters: the one definition (``encoder.model.TowerConfig``
+    extends it with the vocabulary and the input mode; the ``encoder`` section with how it trains)."""
+
+    dim: int = 64  # embedding size
+    embed_dim: int = 64  # size of each input embedding
+    hidden: int = 256  # MLP hidden layer on top of the concatenated inputs
+    use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
+    id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
+    session_decay: float = 0.7  # recency weight of a session's k-th most recent offer: decay ** k
+    session_len: int = 10  # a session query pools its last N offers
+
+
+@dataclass
+class EncoderSection(EncoderHyper):
+    """train_encoder: the model (:class:`EncoderHyper`), its optimisation and its evaluation."""
+
+    epochs: int = 4  # passes over the training pairs
+    batch_size: int = 1024  # pairs per step per process (in-batch negatives: batch_size - 1)
+    lr: float = 0.01  # learning rate (SparseAdam / AdamW)
+    temperature: float = 0.05  # softmax temperature
+    queue_size: int = 0  # cross-batch negatives: candidate embeddings of recent batches (0 = in-batch only)
+    eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR
+    eval_k: int = 100  # depth of the evaluated top-K
+    training: dict[str, Any] = field(
+        default_factory=dict, metadata=OVERRIDES
+    )  # this stage's overrides of the `training` section
+
+    def validate(self) -> None:
+        _positive("encoder", dim=self.dim, epochs=self.epochs, batch_size=self.batch_size)
+        _unit("encoder", id_dropout=self.id_dropout)
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ConfigError("encoder.lr and encoder.temperature must be > 0")
+
+
+@dataclass
+class EmbedSection:
+    """embed_offers: distributed batch inference."""
+
+    model: str = (
+        ""  # an encoder model dir; empty = the model train_encoder wrote last (its metrics say which)
+    )
+    batch_size: int = 4096  # offers per forward pass
+    threads: int = 1  # torch threads per task (tasks per executor x threads <= executor cores)
+    use_gpu: bool = True  # use CUDA where Spark assigned the task a GPU (spark.task.resource.gpu.amount)
+
+
+@dataclass
+class IndexSection:
+    """build_index: one trained quantizer, one faiss shard per partition of the embeddings."""
+
+    factory: str = "IVF256,Flat"  # faiss factory string: Flat, IVF4096,Flat, OPQ16,IVF65536,PQ16x8, ...,RFlat
+    shards: int = 4  # shards (= partitions of the embeddings when the index is built)
+    train_size: int = (
+        100000  # vectors sampled to the driver to train the quantizer / codebooks (50-256 x nlist)
+    )
+    nprobe: int = 16  # IVF lists searched per query
+    k_factor: float = 0.0  # refine step (RFlat): candidates re-ranked = k_factor x k; 0 = faiss default
+    threads: int = 1  # faiss threads per task
+    eval_queries: int = 1000  # sampled queries for recall@10 of the index vs exact search
+    quantizer: str = ""  # a stored quantizer.faiss to reuse instead of training one (same factory and dim)
+    merge: bool = (
+        False  # also merge the IVF shards into one on-disk index for serving (merged.faiss + .ivfdata)
+    )
+
+    def validate(self) -> None:
+        _positive("index", shards=self.shards, nprobe=self.nprobe)
+
+
+@dataclass
+class RecsSection:
+    """precompute_recs, and the incremental mode of embed_offers / build_index / precompute_recs."""
+
+    k: int = 20  # recommendations per offer
+    candidates: int = 60  # nearest offers searched per offer, before removing self / same product
+    category_cap: int = 0  # at most N recommendations per category (0 = no cap)
+    mode: Literal["full", "incremental", "compact"] = (
+        "full"  # incremental: only offers updated since recs.since; compact: fold deltas into shards
+    )
+    since: str = ""  # incremental: offers with updated_at >= this (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)
+    eval_queries: int = 5000  # test query offers for recall_at_20_test_pairs
+
+    def validate(self) -> None:
+        if self.mode == "incremental" and not self.since:
+            raise ConfigError("recs.mode=incremental needs recs.since (offers updated since when?)")
+        if self.k < 1 or self.candidates < self.k:
+            raise ConfigError(f"need 1 <= recs.k <= recs.candidates; got {self.k}, {self.candidates}")
+
+
+@dataclass
+class SessionsSection:
+    """The session next-item benchmark (eval_sessions) on a folder in the SR-GNN format."""
+
+    dir: str = ""  # folder with train_sessions.txt and test_prefix_label.tsv
+    name: str = (
+        ""  # dataset name: tables under <root>/sessions/<name>, results in <paths.results>/<name>.json
+    )
+    max_len: int = 10  # a session query pools its last N items
+    dim: int = 64  # embedding size of the id-only encoder
+    epochs: int = 3  # passes over the training prefixes
+    batch_size: int = 1024  # prefixes per step (in-batch negatives: batch_size - 1)
+    uniform_negatives: int = (
+        0  # extra negatives drawn uniformly from the catalogue per step (0 = in-batch only)
+    )
+    lr: float = 0.003  # learning rate
+    temperature: float = 0.07  # softmax temperature
+    k: int = 20  # P@k and MRR@k
+    training: dict[str, Any] = field(
+        default_factory=lambda: {"num_processes": 1, "threads": 0}, metadata=OVERRIDES
+    )  # this stage's overrides of `training`: one process on the driver, every core
+
+    def validate(self) -> None:
+        if self.training.get("num_processes", 1) != 1:
+            raise ConfigError("sessions.training.num_processes: the session encoder trains in one process")
+
+
+@dataclass
+class LossSpec:
+    """A loss chosen by name, with its keyword arguments (``{name: neural_ndcg, args: {k: 10}}``; a
+    bare name means no arguments)."""
+
+    SHORTHAND: ClassVar[str] = "name"
+    name: str = ""  # the loss (a function of the stage's losses package)
+    args: dict[str, Any] = field(default_factory=dict)  # its keyword arguments
+
+
+@dataclass
+class RankingLossSpec(LossSpec):
+    name: RankingLoss = "ndcg_loss2pp"  # one of ranking.losses.LOSSES
+
+
+@dataclass
+class TripletLossSpec(LossSpec):
+    name: TripletMining = "batch_all"  # how triplets are mined in the batch (visual.losses.LOSSES)
+
+
+@dataclass
+class RankerSection:
+    """train_ranker: an XGBoost stage on Spark, then a DNN reranker of each listing's top rerank_k."""
+
+    stage: Literal["all", "xgb", "dnn"] = (
+        "all"  # xgb: features, XGBoost, slates; dnn: reranker on the slates xgb wrote
+    )
+    features: list[str] = field(
+        default_factory=lambda: [*tables.LISTING_FEATURES, "propensity"]
+    )  # listings columns the XGBoost stage uses (the DNN adds the XGBoost scores and the text)
+    train_queries: int = 20000  # training searches (with >= 1 click) sampled for XGBoost; 0 = all
+    dnn_queries: int = 20000  # other training searches for the DNN (XGBoost never saw them); 0 = the same
+    eval_queries: int = 5000  # test searches sampled for the metrics; 0 = all
+    xgb_rounds: int = 200  # boosting rounds
+    xgb_depth: int = 6
+    xgb_eta: float = 0.1
+    xgb_pairs: int = 8  # lambdarank_num_pair_per_sample (top-k pair method)
+    xgb_workers: int = 2  # SparkXGBRanker num_workers (<= free task slots: a barrier stage)
+    rerank_k: int = 300  # the DNN reranks each listing's top N by the XGBoost score
+    text: bool = True  # query / title text vectors from the encoder's bags as DNN input
+    losses: list[RankingLossSpec] = field(
+        default_factory=lambda: [
+            RankingLossSpec("ndcg_loss2pp"),
+            # Sinkhorn steps: allRank uses 50; each costs ~L^2. k: NeuralNDCG@k, the metric's cutoff.
+            RankingLossSpec("neural_ndcg", {"sinkhorn_iterations": 20, "k": 10}),
+        ]
+    )  # one DNN per loss
+    dnn_ips: bool = True  # DNN: inverse-propensity gains from `propensity` (position-bias correction)
+    ablate_ips: bool = True  # also the first loss's DNN without them (dnn_<loss>_no_ips): what they buy
+    dnn_kind: Literal["mlp", "attention"] = "mlp"  # attention: self-attention across the slate
+    dnn_hidden: int = 128
+    dnn_epochs: int = 2
+    dnn_batch_size: int = 32  # slates per step and process
+    dnn_lr: float = 0.001
+    training: dict[str, Any] = field(
+        default_factory=dict, metadata=OVERRIDES
+    )  # this stage's overrides of `training` (the DNNs)
+
+    def validate(self) -> None:
+        if not self.losses:
+            raise ConfigError("ranker.losses must name at least one loss")
+        if self.rerank_k < 2:
+            raise ConfigError(f"ranker.rerank_k must be >= 2; got {self.rerank_k}")
+        _positive("ranker", xgb_workers=self.xgb_workers)
+        if self.dnn_ips and "propensity" not in self.features:
+            raise ConfigError(
+                "ranker.dnn_ips needs `propensity` among ranker.features (or --set ranker.dnn_ips=false)"
+            )
+
+
+@dataclass
+class LtrSection:
+    """eval_ltr: our rankers and LightGBM lambdarank on an LTR set in SVMlight files."""
+
+    train: str = ""  # SVMlight file (qid: fields, or a <file>.query side file)
+    test: str = ""
+    name: str = ""  # results in <paths.results>/<name>.json
+    seeds: int = 5  # every method trained with this many seeds
+    bootstrap: int = 1000  # bootstrap rounds over test queries
+    dnn_epochs: list[int] = field(default_factory=lambda: [10, 20, 40])  # chosen on a validation split
+    valid_share: float = 0.2  # training queries held out to choose the DNN's epochs
+    dnn_batch_size: int = 16  # queries per step
+
+    def validate(self) -> None:
+        _positive("ltr", seeds=self.seeds)
+        if not 0.0 < self.valid_share < 1.0:
+            raise ConfigError(f"ltr.valid_share must be in (0, 1); got {self.valid_share}")
+
+
+@dataclass
+class VisualSection:
+    """Visual search (retrieval.visual): shop/street pairs, the triplet-trained image encoder, accuracy@K."""
+
+    images: str = ""  # directory of catalogue photos; empty = the synthetic catalogue (offers.image_ref)
+    catalog: str = ""  # CSV with columns image (file name, looked up in `images`) and id (the product)
+    name: str = ""  # evaluate_visual also writes <paths.results>/<name>.json (a benchmark on real photos)
+    size: int = 64  # images are resized to size x size
+    max_products: int = 1200  # products used (train + test), a hash sample; 0 = all
+    test_share: float = (
+        0.3  # share of products held out (queries and gallery), by product; 1 = a gallery only to evaluate on
+    )
+    per_style: int = 1  # synthetic street photos per training product and style (4 styles)
+    max_rms: float = 0.01  # near-duplicate threshold (RMS difference of 8x8 colour thumbnails)
+    variants: list[VisualVariant] = field(
+        default_factory=lambda: ["shop_only", "street", "seamless", "blur", "natural_bg", "uniform_bg"]
+    )  # one model per variant (retrieval.visual.train.VARIANTS)
+    dim: int = 128  # embedding size
+    width: int = 16  # channels of the CNN's stem (x2 per block); 16: ~1,200 images/s training on 2 CPU cores
+    epochs: int = 6
+    batch_products: int = 32  # products per step (x (1 + views) images)
+    views: int = 3  # views per product in a batch besides its shop photo
+    lr: float = 0.002
+    # Triplets mined in the batch, and the margin. batch_all by default: from scratch on street photos,
+    # batch-hard (plain and soft margin) collapsed the embedding within the first epoch (loss stuck at
+    # its collapsed value, accuracy@5 at chance).
+    loss: TripletLossSpec = field(default_factory=lambda: TripletLossSpec("batch_all", {"margin": 0.2}))
+    shop_views: int = 0  # of the views, how many are augmented shop photos even in street variants
+    threads: int = 2  # torch threads per inference task (embed_images, evaluate_visual)
+    use_gpu: bool = False  # inference on the task's GPU where Spark assigned one
+    model: str = ""  # embed_images: models/visual/<variant>/<version>; empty = street's latest
+    index_shards: int = 2  # embed_images: shards of the image index
+    grid_queries: int = 8  # evaluate_visual: query rows in the example grid
+    training: dict[str, Any] = field(
+        default_factory=lambda: {"num_processes": 1, "threads": 2}, metadata=OVERRIDES
+    )  # this stage's overrides of `training`: by default one process on the driver with 2 threads
+
+    def validate(self) -> None:
+        if not 0 <= self.shop_views <= self.views:
+            raise ConfigError(
+                f"need 0 <= visual.shop_views <= visual.views; got {self.shop_views}, {self.views}"
+            )
+        if not 0.0 < self.test_share <= 1.0:
+            raise ConfigError(f"visual.test_share must be in (0, 1]; got {self.test_share}")
+        if self.size < 16 or self.size % 16:
+            raise ConfigError(
+                f"visual.size must be a multiple of 16 (the pixel baseline's 16x16 grid); got {self.size}"
+            )
+        if bool(self.images) != bool(self.catalog):
+            raise ConfigError(
+                "visual.images and visual.catalog go together (a directory of photos and its CSV)"
+            )
+
+
+@dataclass
+class TrackingSection:
+    """MLflow tracking of every stage (retrieval.tracking)."""
+
+    enabled: bool = True  # false: no tracking at all
+    uri: str = ""  # tracking server or store; empty = sqlite:///<root>/mlflow.db for a local root
+    experiment: str = "retrieval-at-scale"  # MLflow experiment the runs go to
+
+
+def _neural_ndcg_arg(name: str, convert: Any = None) -> Any:
+    def apply(cfg: Config, value: Any) -> None:
+        for spec in cfg.ranker.losses:
+            if spec.name == "neural_ndcg":
+                spec.args[name] = convert(value) if convert else value
+
+    apply.__doc__ = f"ranker.losses[neural_ndcg].args.{name}"
+    return apply
+
+
+@dataclass
+class Config:
+    seed: int = 20261125  # every random choice in every stage derives from this
+    progress_s: float = (
+        30.0  # seconds between progress lines of long loops (training, the report); 0 = the closing line only
+    )
+    paths: PathsSection = field(default_factory=PathsSection)
+    spark: SparkSection = field(default_factory=SparkSection)
+    synth: SynthSection = field(default_factory=SynthSection)
+    ingest: IngestSection = field(default_factory=IngestSection)
+    split: SplitSection = field(default_factory=SplitSection)
+    pairs: PairsSection = field(default_factory=PairsSection)
+    listings: ListingsSection = field(default_factory=ListingsSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    encoder: EncoderSection = field(default_factory=EncoderSection)
+    embed: EmbedSection = field(default_factory=EmbedSection)
+    index: IndexSection = field(default_factory=IndexSection)
+    recs: RecsSection = field(default_factory=RecsSection)
+    sessions: SessionsSection = field(default_factory=SessionsSection)
+    ranker: RankerSection = field(default_factory=RankerSection)
+    ltr: LtrSection = field(default_factory=LtrSection)
+    visual: VisualSection = field(default_factory=VisualSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+
+    # Keys renamed in 0.2 (the `train` section split into `training` and `encoder`): still read, with
+    # a ConfigWarning, until the next release.
+    DEPRECATED: ClassVar[dict[str, Any]] = {
+        **{f"train.{k}": f"training.{k}" for k in ("feed", "num_processes", "local_mode", "use_gpu")},
+        **{f"train.{k}": f"training.{k}" for k in ("retries", "fallback_single", "threads", "resume")},
+        "train.progress_s": "progress_s",
+        **{
+            f"train.{k}": f"encoder.{k}"
+            for k in ("epochs", "batch_size", "lr", "temperature", "queue_size", "eval_queries", "eval_k")
+        },
+        "ranker.num_processes": "ranker.training.num_processes",
+        "ranker.sinkhorn_iterations": _neural_ndcg_arg("sinkhorn_iterations"),
+        "ranker.neural_ndcg_k": _neural_ndcg_arg("k", lambda v: v or None),
+        **{f"visual.{k}": f"visual.training.{k}" for k in ("num_processes", "local_mode", "feed")},
+        "visual.mining": "visual.loss.name",
+        "visual.margin": "visual.loss.args.margin",
+        "sessions.threads": "sessions.training.threads",
+        **{f"{s}.results_dir": "paths.results" for s in ("sessions", "ltr", "visual")},
+    }
+
+
+def runtime(cfg: Config, stage: str) -> TrainingSection:
+    """The training runtime of ``stage`` (``encoder``, ``ranker``, ``visual``, ``sessions``): the
+    ``training`` section with the stage's own ``training:`` overrides applied."""
+    resolved = dataclasses.replace(cfg.training, **getattr(cfg, stage).training)
+    resolved.validate()
+    return resolved

@@ -1,0 +1,306 @@
+"""The report's sections, built from the stages' metrics dicts and a few gathered examples (pure: no
+Spark, no storage; ``report/spark_report.py`` gathers what the tables hold). Each builder returns an
+:class:`~retrieval.report.html.Section`; a section whose stage has not run says so.
+
+A benchmark result file (``paths.results/<name>.json``) carries a ``kind`` (``sessions``, ``ltr``,
+``visual``, ...): :data:`BENCHMARKS` renders the kinds the report shows, by kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from retrieval.report import plots
+from retrieval.report.html import Section
+
+Metrics = Mapping[str, dict[str, Any]]  # stage -> its _metrics/<stage>.json
+
+
+def run_section(root: str, seed: int, m: Metrics, config_text: str | None, ui_command: str | None) -> Section:
+    s = Section("run", "The run")
+    if not m:
+        return s.missing(f"no stage has written metrics under {root}: run ./submit.sh pipeline first")
+    s.text(
+        f"Root {root}; seed {seed}; stages run: {', '.join(m)}; "
+        f"{sum(x.get('seconds', 0) for x in m.values()):,.0f} s in all."
+    )
+    durations = {k: v.get("seconds", 0.0) for k, v in m.items()}
+    s.images([(plots.horizontal_bars(durations, "Stage durations", "seconds"), "stage durations")])
+    s.heading("What each stage wrote")
+    s.table(
+        ["stage", "rows out", "seconds", "outputs"],
+        [
+            [k, int(v.get("rows_out", 0)), float(v.get("seconds", 0.0)), ", ".join(v.get("outputs", {}))]
+            for k, v in m.items()
+        ],
+    )
+    if ui_command:
+        s.text(
+            f"Every stage is tracked in MLflow (params, metrics, artifacts); compare runs with: {ui_command}"
+        )
+    ing = m.get("ingest")
+    if ing:
+        s.heading("Ingest: rows per table, and why rows were quarantined")
+        s.table(
+            ["table", "rows in", "accepted", "quarantined", "duplicates removed"],
+            [
+                [t, v["rows_in"], v["rows_accepted"], v["rows_quarantined"], v["rows_duplicate"]]
+                for t, v in ing.get("tables", {}).items()
+            ],
+        )
+        s.table(["reason", "rows"], sorted(ing["quarantine_reasons"].items(), key=lambda kv: -kv[1]))
+    if config_text is not None:
+        s.heading("Config used")
+        s.pre(config_text)
+    return s
+
+
+def _recall_bars(ev: dict[str, Any], subset: str) -> tuple[bytes, str]:
+    methods = [k for k in ev[subset] if k != "queries"]
+    ks = [k for k in ("recall_at_10", "recall_at_50", "recall_at_100") if k in ev[subset][methods[0]]]
+    png = plots.grouped_bars(
+        [k.replace("recall_at_", "Recall@") for k in ks],
+        {mm: [ev[subset][mm].get(k) for k in ks] for mm in methods},
+        f"Test co-clicks, {subset} query offers ({ev[subset]['queries']:,} queries)",
+        "recall",
+        "cutoff K",
+    )
+    return png, f"Recall@K {subset}"
+
+
+def candidates_section(m: Metrics, popularity: dict[str, Any] | None) -> Section:
+    s = Section("candidates", "Candidates: encoder, index, recommendations")
+    enc = m.get("train_encoder")
+    if enc is None:
+        s.missing("train_encoder has not run")
+    else:
+        s.images([_recall_bars(enc["evaluation"], subset) for subset in ("warm", "cold")])
+    idx = m.get("build_index")
+    if idx:
+        s.table(
+            ["index", "vectors", "shards", "nprobe", "recall@10 vs exact search"],
+            [
+                [
+                    idx["index_factory"],
+                    idx["vectors"],
+                    idx["shards"],
+                    idx.get("nprobe"),
+                    idx["recall_at_10_vs_exact"],
+                ]
+            ],
+        )
+    recs = m.get("precompute_recs")
+    if recs:
+        base = recs.get("recall_at_20_baselines", {})
+        s.table(
+            [
+                "offers",
+                f"with all {recs['k']} recs",
+                "catalogue coverage",
+                "Recall@20 recs",
+                *[f"Recall@20 {b}" for b in base],
+            ],
+            [
+                [
+                    recs["offers"],
+                    recs.get("offers_with_k_recs"),
+                    recs["catalog_coverage"],
+                    recs["recall_at_20_test_pairs"],
+                    *base.values(),
+                ]
+            ],
+            "recommendations: share of offers served, and test co-clicks of another product found (by product)",
+        )
+    if popularity:
+        s.text(
+            f"Popularity bias: the most popular 1% of offers (by training co-clicks) take "
+            f"{popularity['top1_share_of_recs']:.1%} of all recommendation slots and the top 10% take "
+            f"{popularity['top10_share_of_recs']:.1%} (an unbiased recommender gives them 1% and 10%); "
+            f"{popularity['never_recommended']:.1%} of offers are never recommended."
+        )
+    return s
+
+
+def ranking_section(m: Metrics) -> Section:
+    s = Section("ranking", "Ranking: search listings")
+    rk = m.get("train_ranker")
+    if rk is None:
+        s.missing("train_ranker has not run")
+    else:
+        ev = rk["evaluation"]
+        target = "truth" if "truth" in ev else "labels"
+        known = ["production", "bm25", "xgb", "xgb_unbiased"]
+        found = list(ev[target]["ndcg_at_10"])
+        methods = [k for k in known if k in found] + sorted(k for k in found if k not in known)
+        ks = ["ndcg_at_5", "ndcg_at_10", "ndcg_at_30"]
+        s.text(
+            f"Every method on the same {ev[target]['slates'].get('production', 0):,} test searches; "
+            f"'production' is the logged order, 'bm25' BM25 alone. Against {rk['against']}."
+        )
+        bars = plots.grouped_bars(
+            [k.replace("ndcg_at_", "nDCG@") for k in ks],
+            {mm: [ev[target][k].get(mm) for k in ks] for mm in methods},
+            f"nDCG against {rk['against']}",
+            "nDCG",
+            "cutoff",
+        )
+        s.images([(bars, "nDCG by method")])
+        rows = [
+            [
+                mm,
+                *[ev[target][k].get(mm) for k in ks],
+                ev[target]["mrr"].get(mm),
+                ev["labels"]["ndcg_at_10"].get(mm),
+            ]
+            for mm in methods
+        ]
+        s.table(["method", "nDCG@5", "nDCG@10", "nDCG@30", "MRR", "nDCG@10 vs clicks"], rows)
+        bias = rk.get("position_bias_correction", {})
+        if bias:
+            s.text(
+                "Position-bias correction, nDCG@10 gained: "
+                + ", ".join(f"{k} {v:+.4f}" for k, v in bias.items() if k != "against")
+            )
+    ml = m.get("mine_listings")
+    if ml and "true" in ml.get("propensity", {}):
+        p = ml["propensity"]
+        curve = plots.curves(
+            {"estimated (EM, position-based model)": p["estimated"], "true (generator)": p["true"]},
+            f"Examination probability by position (MAE {p['mae']:.3f})",
+            "position in the listing",
+            "relative to position 1",
+        )
+        s.images([(curve, "position bias curve")])
+    return s
+
+
+def _accuracy_rows(d: dict[str, Any], with_ablations: bool) -> list[list[Any]]:
+    """method, accuracy@1, accuracy@5, its interval (of an evaluate_visual metrics or benchmark dict)."""
+    acc5 = {**d["accuracy_at_5"], **(d.get("ablations", {}) if with_ablations else {})}
+    acc1 = {**d["accuracy_at_1"], **(d.get("ablations_at_1", {}) if with_ablations else {})}
+    ci = d.get("accuracy_at_5_interval", {})
+    return [[k, acc1.get(k), v, "–".join(f"{x:.3f}" for x in ci.get(k, []))] for k, v in acc5.items()]
+
+
+def visual_section(m: Metrics, grid_png: bytes | None) -> Section:
+    s = Section("visual", "Visual search")
+    ev = m.get("evaluate_visual")
+    if ev is None:
+        return s.missing("evaluate_visual has not run (visual_pairs, train_visual, evaluate_visual)")
+    vp = m.get("visual_pairs", {})
+    if vp:
+        s.text(
+            f"{vp['images']:,} catalogue photos of {sum(vp['products'].values()):,} products "
+            f"({vp['products']['train']:,} for training, {vp['products']['test']:,} held out); "
+            f"{vp.get('street_photos', 0):,} synthetic street photos for training; quarantined: "
+            + (", ".join(f"{k} {n:,}" for k, n in sorted(vp["quarantined"].items())) or "none")
+            + "."
+        )
+    s.text(
+        f"{ev['queries']:,} street-photo queries (one per held-out product) against {ev['gallery_images']:,} "
+        f"held-out shop photos ({ev['dataset']}); a hit is a photo of the query's product in the top K."
+    )
+    s.table(["method", "accuracy@1", "accuracy@5", "accuracy@5 95% interval"], _accuracy_rows(ev, False))
+    if ev.get("ablations"):
+        s.heading("Ablations: which street photos the encoder was trained on")
+        s.table(
+            ["trained on", "accuracy@1", "accuracy@5"],
+            [[k, ev.get("ablations_at_1", {}).get(k), v] for k, v in ev["ablations"].items()],
+        )
+    bars = plots.horizontal_bars(
+        {**ev["accuracy_at_5"], **ev.get("ablations", {})}, "Street query -> shop gallery", "accuracy@5"
+    )
+    s.images([(bars, "accuracy@5 by method")])
+    if grid_png:
+        s.heading("Queries (left) and their top 5 with the street model: green = the query's product")
+        s.images([(grid_png, "visual search examples")])
+    return s
+
+
+def _sessions(s: Section, d: dict[str, Any]) -> None:
+    s.heading(f"Sessions: {d['name']} ({d.get('protocol', '')})")
+    pub = d["published"].get("methods", {})
+    rows = [[f"ours: {k}", v["p_at_20"], v["mrr_at_20"]] for k, v in d["methods"].items()]
+    rows += [[f"published: {k}", v["p_at_20"], v["mrr_at_20"]] for k, v in pub.items()]
+    s.table(["method", "P@20 (%)", "MRR@20 (%)"], rows, d["published"].get("source", ""))
+
+
+def _ltr(s: Section, d: dict[str, Any]) -> None:
+    s.heading(f"Learning to rank: {d['dataset']} ({d['test']['queries']} test queries, {d['seeds']} seeds)")
+    rows = [
+        [
+            k,
+            *[v[f"ndcg_at_{c}"]["mean"] for c in (1, 3, 5, 10)],
+            "–".join(f"{x:.3f}" for x in v["ndcg_at_10"]["bootstrap_95"]),
+        ]
+        for k, v in d["methods"].items()
+    ]
+    s.table(["method", "NDCG@1", "NDCG@3", "NDCG@5", "NDCG@10", "NDCG@10 95% interval"], rows)
+
+
+def _visual(s: Section, d: dict[str, Any]) -> None:
+    s.heading(f"Visual search: {d['name']} ({d['queries']:,} street queries, {d['gallery_images']:,} photos)")
+    s.table(
+        ["method", "accuracy@1", "accuracy@5", "accuracy@5 95% interval"],
+        _accuracy_rows(d, True),
+        d.get("command", ""),
+    )
+
+
+# The benchmark kinds the report shows (others, such as the speed benchmarks, are in docs/).
+BENCHMARKS: dict[str, Callable[[Section, dict[str, Any]], None]] = {
+    "sessions": _sessions,
+    "ltr": _ltr,
+    "visual": _visual,
+}
+
+
+def benchmarks_section(results: Sequence[dict[str, Any]], results_dir: str) -> Section:
+    s = Section("benchmarks", "Real-data benchmarks")
+    s.text(
+        "Public datasets, not the synthetic marketplace: each row was measured by the command shown.", "note"
+    )
+    shown = [d for d in results if d.get("kind") in BENCHMARKS]
+    for d in shown:
+        BENCHMARKS[d["kind"]](s, d)
+    if not shown:
+        s.missing(
+            f"no benchmark results under {results_dir} (./submit.sh eval_sessions / eval_ltr write them)"
+        )
+    return s
+
+
+def examples_section(
+    carousels: Sequence[dict[str, Any]] | None, listings: Sequence[dict[str, Any]] | None, against: str | None
+) -> Section:
+    """Carousels (``report.spark_report.carousels``) and reranked listings (``reranked_listings``);
+    None where their stage has not run."""
+    s = Section("examples", "Examples to judge by eye")
+    if carousels is None:
+        s.missing("precompute_recs has not run: no carousels")
+    for c in carousels or []:
+        o = c["offer"] or {}
+        s.heading(f"Recommendations for: {o.get('title')} (offer {c['offer_id']})")
+        s.table(
+            ["#", "score", "title", "same cluster (truth)"],
+            [
+                [i, r["score"], (r["offer"] or {}).get("title"), r["same_cluster"]]
+                for i, r in enumerate(c["recs"][:10], 1)
+            ],
+        )
+    if listings is None:
+        s.missing("train_ranker (DNN stage) has not run: no reranked listings")
+    for ex in listings or []:
+        s.heading(f"Search: {ex['query_text']!r}")
+        cols = list(ex["ranked"])
+        rows = []
+        for i in range(10):
+            row: list[Any] = [i + 1]
+            for mm in cols:
+                it = ex["ranked"][mm][i]
+                row += [it["title"], it["grade"] if it["grade"] is not None else it["label"]]
+            rows.append(row)
+        grade = "grade (truth)" if against == "true grades" else "label"
+        s.table(["#"] + [h for mm in cols for h in (mm, grade)], rows)
+    return s

@@ -1,0 +1,127 @@
+"""Offline evaluation on Spark that every candidate stage shares: sampled test queries and the
+baselines every method is set beside (item co-occurrence, popularity), on the same queries.
+
+Queries are a bounded hash sample of test query offers with their test partners (the driver holds
+them and their top-K, never the catalogue); the pure metrics are ``retrieval.evaluation``'s.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def sample_queries(pairs: DataFrame, n: int, seed: int) -> tuple[np.ndarray, list[set[int]]]:
+    """Up to ``n`` test query offers (a hash sample, so reruns agree) and their test partners."""
+    from pyspark.sql import functions as F
+
+    rows = (
+        pairs.where(F.col("split") == "test")
+        .groupBy("query_offer_id")
+        .agg(F.collect_set("item_offer_id").alias("items"))
+        .orderBy(F.xxhash64("query_offer_id", F.lit(seed)), "query_offer_id")
+        .limit(n)
+        .collect()
+    )
+    return np.array([r["query_offer_id"] for r in rows], dtype=np.int64), [set(r["items"]) for r in rows]
+
+
+def warm_offers(pairs: DataFrame) -> DataFrame:
+    """Offers with training pairs (as query or item): the ones whose id embedding has been trained."""
+    from pyspark.sql import functions as F
+
+    train = pairs.where(F.col("split") == "train")
+    return (
+        train.select(F.col("query_offer_id").alias("offer_id"))
+        .union(train.select(F.col("item_offer_id").alias("offer_id")))
+        .distinct()
+    )
+
+
+def cooccurrence_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """Items ranked by training co-occurrence weight with the query offer: [Q, k] (-1 padding)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    pos = {int(q): i for i, q in enumerate(query_ids)}
+    rows = (
+        pairs.where((F.col("split") == "train") & F.col("query_offer_id").isin(list(pos)))
+        .withColumn(
+            "_r",
+            F.row_number().over(
+                Window.partitionBy("query_offer_id").orderBy(F.desc("weight"), "item_offer_id")
+            ),
+        )
+        .where(F.col("_r") <= k)
+        .collect()
+    )
+    out = np.full((len(query_ids), k), -1, dtype=np.int64)
+    for r in rows:
+        out[pos[r["query_offer_id"]], r["_r"] - 1] = r["item_offer_id"]
+    return out
+
+
+def popularity_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """The most frequent training positives, the same list for every query (minus the query itself)."""
+    from pyspark.sql import functions as F
+
+    top = [
+        r["item_offer_id"]
+        for r in pairs.where(F.col("split") == "train")
+        .groupBy("item_offer_id")
+        .count()
+        .orderBy(F.desc("count"), "item_offer_id")
+        .limit(k + 1)
+        .collect()
+    ]
+    return np.array(
+        [[x for x in top if x != q][:k] + [-1] * max(0, k - len(top) + 1) for q in query_ids], dtype=np.int64
+    )[:, :k]
+
+
+def recs_recall(
+    recs: DataFrame, pairs: DataFrame, keys: DataFrame, n_queries: int, seed: int, k: int = 20
+) -> dict[str, dict[str, float | None]]:
+    """Recall@k of the recs, co-occurrence and popularity on sampled test query offers, against their
+    test co-click partners that are another product (same product = not a recommendation).
+
+    ``product``: a hit is a recommended offer of the partner's product (the carousel shows one offer
+    per product, so this is what it can get right); ``offer``: the partner offer itself. ``keys``:
+    (offer_id, key) product keys (``index.spark_index.product_keys``)."""
+    from pyspark.sql import functions as F
+
+    from retrieval.evaluation import recall_at_k
+
+    queries, targets = sample_queries(pairs, n_queries, seed)
+    if len(queries) == 0:
+        return {"product": {"recs": None}, "offer": {"recs": None}}
+    got = {
+        int(row["offer_id"]): [int(x) for x in row["ids"]]
+        for row in recs.where(F.col("offer_id").isin([int(q) for q in queries]))
+        .select("offer_id", F.col("recs.offer_id").alias("ids"))
+        .collect()
+    }
+    ranked = {"recs": np.array([(got.get(int(q), []) + [-1] * k)[:k] for q in queries])}
+    ranked["cooccurrence"] = cooccurrence_top_k(pairs, queries, k)
+    ranked["popularity"] = popularity_top_k(pairs, queries, k)
+    ids = {int(q) for q in queries} | {int(t) for ts in targets for t in ts}
+    ids |= {int(x) for r_ in ranked.values() for x in r_.reshape(-1) if x >= 0}
+    key = {int(r["offer_id"]): r["key"] for r in keys.where(F.col("offer_id").isin(list(ids))).collect()}
+    targets = [
+        {t for t in ts if key.get(t) != key.get(int(q))} for q, ts in zip(queries, targets, strict=True)
+    ]
+    out: dict[str, dict[str, float | None]] = {"product": {}, "offer": {}}
+    for name, r_ in ranked.items():
+        out["offer"][name] = round(recall_at_k(r_, targets, k), 4)
+        hits = []
+        for row, ts in zip(r_, targets, strict=True):
+            if ts:
+                want = {key.get(t, f"o{t}") for t in ts}
+                shown = {key.get(int(x), f"o{x}") for x in row[:k] if x >= 0}
+                hits.append(len(want & shown) / len(want))
+        out["product"][name] = round(float(np.mean(hits)), 4) if hits else None
+    return out
