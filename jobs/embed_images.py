@@ -18,11 +18,10 @@ from typing import Any
 from pyspark.sql import functions as F
 
 from retrieval import storage, tables
-from retrieval.artifacts import content_version, visual_models
+from retrieval.artifacts import visual_models
 from retrieval.cli import job_main
 from retrieval.config import Config
-from retrieval.index import spark_build
-from retrieval.index.planning import factory_for
+from retrieval.index.spark_build import build_planned
 from retrieval.spark_tables import read_table, write_table
 from retrieval.training.models import load_model
 from retrieval.training.spark_inference import broadcast_model
@@ -38,9 +37,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         raise FileNotFoundError(
             "no street model: run train_visual with 'street' in visual.variants, or set visual.model"
         )
-    model = load_model(ImageEncoder, path)
     version = os.path.basename(path.rstrip("/"))
-    bc = broadcast_model(spark, model)
+    bc = broadcast_model(spark, load_model(ImageEncoder, path))
     images = read_table(spark, root, tables.VISUAL_IMAGES)
     keep = ("image_id", "label", "split")
     vectors = spark_visual.featurize(
@@ -48,36 +46,28 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     )
     uri = write_table(vectors.withColumn("model_version", F.lit(version)), root, tables.VISUAL_EMBEDDINGS)
     emb = read_table(spark, root, tables.VISUAL_EMBEDDINGS)
-    n = emb.count()
     rows = emb.select(F.col("image_id").alias("offer_id"), "vector")  # the offer index's code on (id, vector)
-    factory = factory_for(n)
-    trained = spark_build.train_quantizer(rows, factory, min(n, 100_000), cfg.seed)
-    index_version = content_version({"model": version, "factory": factory, "shards": v.index_shards, "n": n})
-    index_root = storage.join(root, "visual_index")
-    index_uri = storage.join(index_root, index_version)
-    manifest = spark_build.write_index(
-        rows, index_uri, trained, v.index_shards, index_version, version, factory
+    index_uri, manifest = build_planned(
+        rows, storage.join(root, "visual_index"), v.index_shards, version, cfg.seed
     )
-    spark_build.commit(index_root, index_uri, manifest)
-    queries = read_table(spark, root, tables.VISUAL_QUERIES).select(
-        F.col("label").alias("image_id"), "label", "image"
-    )
-    _, q_labels, q = spark_visual.collect_vectors(spark_visual.featurize(queries, "model", v.size, bc))
+    queries = read_table(spark, root, tables.VISUAL_QUERIES)
+    street = queries.select(F.col("label").alias("image_id"), "label", "image")
+    _, q_labels, q = spark_visual.collect_vectors(spark_visual.featurize(street, "model", v.size, bc))
     bc.unpersist()
     hits_index, hits_exact = index_accuracy(emb, q, q_labels, manifest, index_uri)
     return {
-        "images_embedded": n,
+        "images_embedded": manifest.vectors,
         "model_version": version,
         "shards": len(manifest.shards),
-        "index_factory": factory,
-        "index_version": index_version,
+        "index_factory": manifest.factory,
+        "index_version": manifest.version,
         "accuracy_at_5_index": round(hits_index, 4),
         "accuracy_at_5_exact": round(hits_exact, 4),
-        "rows_out": n,
+        "rows_out": manifest.vectors,
         "outputs": {"visual/embeddings": uri, "visual_index": index_uri},
         "summary": [
-            f"{n:,} catalogue photos embedded with the street model {version}",
-            f"image index {factory} in {len(manifest.shards)} shards: {index_uri}",
+            f"{manifest.vectors:,} catalogue photos embedded with the street model {version}",
+            f"image index {manifest.factory} in {len(manifest.shards)} shards: {index_uri}",
             f"street queries through the index: accuracy@5 {hits_index:.4f} (exact search {hits_exact:.4f})",
         ],
     }

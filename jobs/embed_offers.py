@@ -46,25 +46,18 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
 
     start, deleted = time.perf_counter(), 0
     if r.mode == "full":
-        outputs = {
-            "embeddings": write_table(
-                embed(offers.where(~F.coalesce("deleted", F.lit(False)))), root, tables.EMBEDDINGS
-            )
-        }
+        live = offers.where(~F.coalesce("deleted", F.lit(False)))
+        outputs = {"embeddings": write_table(embed(live), root, tables.EMBEDDINGS)}
         seconds = time.perf_counter() - start
         n = read_table(spark, root, tables.EMBEDDINGS).count()
     else:
-        require_model(read_table(spark, root, tables.EMBEDDINGS), version)
-        outputs = {
-            "embeddings_delta": write_table(
-                delta_embeddings(offers, r.since, embed, version), root, tables.EMBEDDINGS_DELTA
-            )
-        }
+        old = read_table(spark, root, tables.EMBEDDINGS)
+        require_model(old, version)
+        delta = delta_embeddings(offers, r.since, embed, version)
+        outputs = {"embeddings_delta": write_table(delta, root, tables.EMBEDDINGS_DELTA)}
         seconds = time.perf_counter() - start
         delta = read_table(spark, root, tables.EMBEDDINGS_DELTA)
-        outputs["embeddings"] = write_table(
-            apply_delta(read_table(spark, root, tables.EMBEDDINGS), delta), root, tables.EMBEDDINGS
-        )
+        outputs["embeddings"] = write_table(apply_delta(old, delta), root, tables.EMBEDDINGS)
         counts = {row["deleted"]: int(row["count"]) for row in delta.groupBy("deleted").count().collect()}
         n, deleted = counts.get(False, 0), counts.get(True, 0)
     bc.unpersist()

@@ -15,9 +15,7 @@ queries), its epochs chosen on a validation split of the training file. Queries 
 
 from __future__ import annotations
 
-import logging
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +27,6 @@ from retrieval.config import Config, ConfigError
 from retrieval.ranking import benchmark
 from retrieval.ranking.spark_benchmark import xgb_scores
 from retrieval.ranking.svmlight import load
-
-log = logging.getLogger(__name__)
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -53,31 +49,18 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         "xgb": lambda seed, _: xgb_scores(spark, cfg, train, test, seed),
         **{f"dnn_{spec.name}": dnn(spec.name) for spec in cfg.ranker.losses},
     }
-    per_seed: dict[str, list[benchmark.PerQuery]] = {}
-    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="eval_ltr-") as work:
-        for name, fit in methods.items():
-            t0 = time.perf_counter()
-            per_seed[name] = [benchmark.per_query_ndcg(fit(seed, work), test) for seed in range(c.seeds)]
-            seconds[name] = round(time.perf_counter() - t0, 1)
-            log.info("%s: %d seeds in %.1f s", name, c.seeds, seconds[name])
+        per_seed, seconds = benchmark.run_seeds(methods, test, c.seeds, work)
     results = benchmark.aggregate(per_seed, seconds, np.random.default_rng(cfg.seed), c.bootstrap)
     counted = int((~np.isnan(per_seed["xgb"][0][10])).sum())
     out = storage.join(cfg.paths.results, f"{c.name}.json")
     storage.write_json_atomic(out, benchmark.payload(cfg, train, test, results, counted, chosen))
-    spread = {m: {k: r[f"ndcg_at_{k}"] for k in benchmark.KS} for m, r in results.items()}
-    table = [
-        f"{m:<22} " + "  ".join(f"@{k} {v['mean']:.4f}±{v['std_over_seeds']:.4f}" for k, v in by_k.items())
-        for m, by_k in spread.items()
-    ]
+    head = f"NDCG on {counted} of {len(test.groups)} test queries, mean ± std over {c.seeds} seeds:"
     return {
         "ndcg_at_10": {m: r["ndcg_at_10"]["mean"] for m, r in results.items()},
         "rows_out": len(test.y),
         "outputs": {f"{c.name}.json": out},
-        "summary": [
-            f"NDCG on {counted} of {len(test.groups)} test queries, mean ± std over {c.seeds} seeds:",
-            *table,
-        ],
+        "summary": [head, *benchmark.table_lines(results)],
         "results": storage.read_json(out),
     }
 

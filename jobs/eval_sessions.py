@@ -14,23 +14,12 @@ P@20 and MRR@20 in %, beside the published figures, go to <paths.results>/<name>
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from typing import Any
-
-import numpy as np
 
 from retrieval import storage
 from retrieval.cli import job_main
 from retrieval.config import Config, ConfigError, runtime
-from retrieval.sessions.benchmark import (
-    SessionData,
-    encoder_methods,
-    iter_methods,
-    p_and_mrr_at_k,
-    published,
-    table_lines,
-)
+from retrieval.sessions import benchmark
 from retrieval.sessions.spark_import import import_sessions, read_sessions
 from retrieval.training.distributed import start_process
 
@@ -42,52 +31,29 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root = storage.join(cfg.paths.root, "sessions", s.name)
     imported = import_sessions(spark, s.dir, root)
     data = read_sessions(spark, root)
-    n, k = len(data.item_ids), s.k
     rt = runtime(cfg, "sessions")
     start_process(rt.use_gpu, rt.threads, cfg.seed)  # this process trains: its threads and seed
     model_dir = storage.absolute(storage.join(root, "models", "session_encoder"))
-    ranked, history, out_dir = encoder_methods(
+    ranked, history, out_dir = benchmark.encoder_methods(
         data.train, data.prefixes, data.item_ids, s, cfg.seed, model_dir
     )
-    ranked.update(iter_methods(SessionData(data.train, data.prefixes, data.labels, n), k))
-    figures: dict[str, dict[str, float]] = {}
-    for name, top in ranked.items():
-        p, r = p_and_mrr_at_k(np.asarray(top), data.labels, k)
-        figures[name] = {f"p_at_{k}": round(p, 2), f"mrr_at_{k}": round(r, 2)}
-    pub = published(s.name, s.dir)
-    examples = sum(max(0, len(x) - 1) for x in data.train)
-    results = {
-        "kind": "sessions",
-        "name": s.name,
-        "command": f"./submit.sh eval_sessions --set sessions.dir={s.dir} --set sessions.name={s.name}",
-        "protocol": f"rank all {n:,} items for each of {len(data.labels):,} test prefixes; P@{k}, MRR@{k} in %",
-        "dataset": {
-            "train_sessions": imported["train_sessions"],
-            "train_examples": examples,
-            "test_examples": len(data.labels),
-            "items": n,
-            "events": imported["events"],
-            "quarantined_lines": imported["quarantined_lines"],
-        },
-        "methods": figures,
-        "published": pub,
-        "training": {
-            "history": history,
-            "model_version": os.path.basename(out_dir),
-            "config": dataclasses.asdict(s),
-        },
-    }
+    sessions = benchmark.SessionData(data.train, data.prefixes, data.labels, len(data.item_ids))
+    ranked.update(benchmark.iter_methods(sessions, s.k))
+    figures = benchmark.figures_of(ranked, data.labels, s.k)
+    results = benchmark.payload(s, imported, data, figures, history, out_dir)
     results_path = storage.join(cfg.paths.results, f"{s.name}.json")
     storage.write_json_atomic(results_path, results)
+    last = history[-1]
     return {
         **results,
         "rows_out": imported["events"],
         "outputs": {**imported["outputs"], "session encoder": out_dir, "results": results_path},
         "summary": [
-            f"{imported['train_sessions']:,} training sessions ({examples:,} prefixes), "
-            f"{len(data.labels):,} test prefixes, {n:,} items; {imported['quarantined_lines']} lines quarantined",
-            f"encoder: {len(history)} epochs, last loss {history[-1]['loss']:.3f}, {history[-1]['examples_per_s']:,.0f} examples/s",
-            *table_lines(figures, pub, k),
+            f"{imported['train_sessions']:,} training sessions ({results['dataset']['train_examples']:,} "
+            f"prefixes), {len(data.labels):,} test prefixes, {len(data.item_ids):,} items; "
+            f"{imported['quarantined_lines']} lines quarantined",
+            f"encoder: {len(history)} epochs, last loss {last['loss']:.3f}, {last['examples_per_s']:,.0f} examples/s",
+            *benchmark.table_lines(figures, results["published"], s.k),
         ],
     }
 

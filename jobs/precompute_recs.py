@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
+from retrieval.index.recs import recs_metrics
 from retrieval.index.spark_incremental import updated_recs
 from retrieval.index.spark_index import current, product_keys, recs_stats, search_neighbours, to_recs
 from retrieval.spark_evaluation import recs_recall
@@ -57,36 +58,12 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         old, delta = read_table(spark, root, tables.RECS), read_table(spark, root, tables.EMBEDDINGS_DELTA)
         recs, recomputed = updated_recs(old, delta, embeddings, r.k, r.candidates, neighbours, carousels)
     recs_uri = write_table(recs, root, tables.RECS)
-    stats = recs_stats(read_table(spark, root, tables.RECS), embeddings.count(), r.k)
-    pairs = read_table(spark, root, tables.PAIRS)
-    figures = recs_recall(read_table(spark, root, tables.RECS), pairs, keys, r.eval_queries, cfg.seed)
+    recs = read_table(spark, root, tables.RECS)
+    stats = recs_stats(recs, embeddings.count(), r.k)
+    recall = recs_recall(recs, read_table(spark, root, tables.PAIRS), keys, r.eval_queries, cfg.seed)
     keys.unpersist()
-    share = recomputed / max(stats["live"], 1)
-    return {
-        **{k: stats[k] for k in ("offers", "offers_with_recs", "offers_with_k_recs", "catalog_coverage")},
-        "k": r.k,
-        "recall_at_20_test_pairs": figures["product"]["recs"],
-        "recall_at_20_baselines": {m: v for m, v in figures["product"].items() if m != "recs"},
-        "recall_at_20_offer_level": figures["offer"],
-        "mode": r.mode,
-        "recomputed": recomputed,
-        "index_version": manifest.version,
-        "rows_out": stats["offers"],
-        "outputs": {"recs": recs_uri},
-        "summary": [
-            f"{stats['offers']:,} offers with recs ({stats['offers_with_k_recs']:,} with all {r.k}); "
-            f"catalogue coverage {stats['catalog_coverage']:.3f}"
-            + (
-                f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue)"
-                if r.mode != "full"
-                else ""
-            ),
-            "Recall@20 on test co-clicks of another product, by product: "
-            + ", ".join(f"{m} {v}" for m, v in figures["product"].items())
-            + "; by offer: "
-            + ", ".join(f"{m} {v}" for m, v in figures["offer"].items()),
-        ],
-    }
+    out = recs_metrics(stats, recall, r.k, r.mode, recomputed)
+    return {**out, "index_version": manifest.version, "outputs": {"recs": recs_uri}}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from retrieval.cli import job_main
 from retrieval.config import Config, runtime
 from retrieval.encoder.model import OfferTower, TowerConfig
 from retrieval.encoder.spark_encoder import featurize_offers, training_examples
-from retrieval.encoder.spark_eval import evaluate_encoder
+from retrieval.encoder.spark_eval import encoder_metrics, evaluate_encoder
 from retrieval.encoder.worker import EncoderWorkerArgs, train_worker
 from retrieval.spark_tables import read_table, write_table
 from retrieval.training.models import load_model
@@ -57,29 +57,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     trained = launch(train_worker, dataclasses.asdict(args), rt)
     model = load_model(OfferTower, out_dir)
     figures = evaluate_encoder(spark, model, pairs, features, enc.eval_queries, enc.eval_k, cfg.seed)
-    methods = [m for m in figures["warm"] if m != "queries"]
-    r50 = {m: figures["warm"][m].get("recall_at_50") for m in methods}
-    c50 = {m: figures["cold"][m].get("recall_at_50") for m in methods}
-    last = trained["history"][-1]
-    return {
-        "recall_at_50": r50,
-        "cold_recall_at_50": c50,
-        "examples_per_s": round(last["examples_per_s"], 1),
-        "feed": rt.feed,
-        "evaluation": figures,
-        "training": {**trained, "examples": n_examples, "model_version": version},
-        "rows_out": n_examples,
-        "outputs": {"encoder/train_examples": examples_uri, "encoder model": out_dir},
-        "summary": [
-            f"{n_examples:,} training pairs, {len(trained['history'])} epochs on {trained['world']} processes "
-            f"({rt.feed} feed), last epoch loss {last['loss']:.3f}, {last['examples_per_s']:,.0f} examples/s",
-            *([f"WARNING: {trained['fallback']}"] if "fallback" in trained else []),
-            "Recall@50 warm: " + ", ".join(f"{m} {v}" for m, v in r50.items()),
-            "Recall@50 cold: "
-            + ", ".join(f"{m} {v}" for m, v in c50.items())
-            + f" ({figures['cold']['queries']} cold of {figures['cold']['queries'] + figures['warm']['queries']} queries)",
-        ],
-    }
+    metrics = encoder_metrics(figures, trained, n_examples, version, rt.feed)
+    return {**metrics, "outputs": {"encoder/train_examples": examples_uri, "encoder model": out_dir}}
 
 
 if __name__ == "__main__":

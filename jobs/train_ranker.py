@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from retrieval.artifacts import encoder_dir
 from retrieval.cli import job_main
 from retrieval.config import Config
+from retrieval.encoder.model import OfferTower
 from retrieval.ranking.spark_train import BASELINE_METHODS, dnn_stage, ranker_metrics, xgb_stage
+from retrieval.training.models import load_model
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -27,7 +30,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     result: dict[str, Any] = {"stage_run": stage, "outputs": {}}
     methods = list(BASELINE_METHODS)
     if stage in ("all", "xgb"):
-        result["xgb"] = xgb_stage(spark, cfg)
+        encoder = load_model(OfferTower, encoder_dir(cfg.paths.root)) if cfg.ranker.text else None
+        result["xgb"] = xgb_stage(spark, cfg, encoder)
         result["outputs"].update(result["xgb"].pop("outputs"))
     if stage in ("all", "dnn"):
         dnn = dnn_stage(spark, cfg)

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import functions as F
-
 from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.spark_tables import read_table, write_table
 from retrieval.visual import spark_visual
-from retrieval.visual.gallery import gallery_signature
+from retrieval.visual.gallery import gallery_metrics, gallery_signature
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -35,21 +33,10 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     else:
         sources, unsupported = spark_visual.synthetic_sources(read_table(spark, root, tables.OFFERS))
         origin = "the synthetic catalogue (offers.image_ref)"
-    loaded = spark_visual.load_images(
-        spark_visual.sample_products(sources, v.max_products, cfg.seed), v.size
-    ).cache()
-    kept, duplicates, _ = spark_visual.dedup(loaded.where(F.col("reason").isNull()), v.max_rms)
-    images = spark_visual.with_split(kept, v.test_share, cfg.seed).select(
-        "image_id", "label", "split", "source", "image"
-    )
-    bad = loaded.where(F.col("reason").isNotNull()).select("image_id", "label", "source", "reason")
+    images, quarantine, loaded = spark_visual.gallery_tables(sources, unsupported, v, cfg.seed)
     outputs = {
         "visual/images": write_table(images, root, tables.VISUAL_IMAGES),
-        "visual/quarantine": write_table(
-            (bad if unsupported is None else bad.unionByName(unsupported)).unionByName(duplicates),
-            root,
-            tables.VISUAL_QUARANTINE,
-        ),
+        "visual/quarantine": write_table(quarantine, root, tables.VISUAL_QUARANTINE),
     }
     loaded.unpersist()
     images, parts = read_table(spark, root, tables.VISUAL_IMAGES), spark_visual.default_partitions(spark)
@@ -58,30 +45,11 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     outputs["visual/train_groups"] = write_table(groups, root, tables.VISUAL_GROUPS)
     queries = spark_visual.test_queries(images, cfg.seed, v.size, parts)
     outputs["visual/test_queries"] = write_table(queries, root, tables.VISUAL_QUERIES)
-    c = spark_visual.gallery_counts(images, read_table(spark, root, tables.VISUAL_QUARANTINE))
-    (train_images, train_products), (test_images, test_products) = c["train"], c["test"]
+    counts = spark_visual.gallery_counts(images, read_table(spark, root, tables.VISUAL_QUARANTINE))
     n_groups = read_table(spark, root, tables.VISUAL_GROUPS).count()
     n_queries = read_table(spark, root, tables.VISUAL_QUERIES).count()
-    street = n_groups * 4 * v.per_style
-    return {
-        "gallery": gallery_signature(cfg),
-        "images": train_images + test_images,
-        "products": {"train": train_products, "test": test_products},
-        "gallery_images": test_images,
-        "train_groups": n_groups,
-        "street_photos": street,
-        "test_queries": n_queries,
-        "quarantined": c["quarantined"],
-        "rows_out": train_images + test_images,
-        "outputs": outputs,
-        "summary": [
-            f"{train_images + test_images:,} photos of {train_products + test_products:,} products from {origin}, {v.size}x{v.size}",
-            f"split by product: train {train_products:,} products ({train_images:,} photos), "
-            f"test {test_products:,} products ({test_images:,} gallery photos, {n_queries:,} street queries)",
-            f"{street:,} synthetic street photos for training ({v.per_style} per product and style, 4 styles)",
-            "quarantined: " + (", ".join(f"{k} {n:,}" for k, n in c["quarantined"].items()) or "none"),
-        ],
-    }
+    metrics = gallery_metrics(counts, n_groups, n_queries, v, origin)
+    return {"gallery": gallery_signature(cfg), **metrics, "outputs": outputs}
 
 
 if __name__ == "__main__":

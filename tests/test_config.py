@@ -100,3 +100,78 @@ def test_set_adds_one_entry_to_a_mapping_with_dots_in_its_key() -> None:
     assert config.load(None, ["pairs.event_weights.click=2"]).pairs.event_weights["click"] == 2.0
     with pytest.raises(config.ConfigError, match=r"unknown config key 'pairs\.nosuch'"):
         config.load(None, ["pairs.nosuch.x=2"])
+
+
+def test_choices_are_checked_by_the_loader() -> None:
+    with pytest.raises(ConfigError, match=r"'training\.feed' must be one of arrow, petastorm; got 'parquet'"):
+        config.load(None, ["training.feed=parquet"])
+    with pytest.raises(ConfigError, match=r"'ranker\.losses\[1\]\.name' must be one of ndcg_loss2pp"):
+        config.load(None, ["ranker.losses=[ndcg_loss2pp, lambdamart]"])
+    with pytest.raises(ConfigError, match=r"'visual\.variants\[0\]' must be one of shop_only"):
+        config.load(None, ["visual.variants=[night]"])
+    with pytest.raises(ConfigError, match=r"'synth\.zipf_a' must be a finite number"):
+        config.load(None, ["synth.zipf_a=.nan"])
+
+
+def test_a_loss_carries_its_arguments() -> None:
+    cfg = config.load(None, ["ranker.losses=[{name: neural_ndcg, args: {k: 5}}, ranknet]"])
+    assert [(s.name, s.args) for s in cfg.ranker.losses] == [("neural_ndcg", {"k": 5}), ("ranknet", {})]
+    assert config.from_dict(dataclasses.asdict(cfg)).ranker.losses == cfg.ranker.losses
+
+
+def test_a_stage_overrides_the_shared_training_runtime() -> None:
+    cfg = config.load(
+        None, ["training.num_processes=4", "training.threads=3", "visual.training.num_processes=2"]
+    )
+    assert config.runtime(cfg, "encoder").num_processes == 4
+    visual = config.runtime(cfg, "visual")
+    assert (visual.num_processes, visual.threads) == (
+        2,
+        2,
+    )  # visual's own default threads win over training's
+    with pytest.raises(ConfigError, match=r"unknown config key 'ranker\.training\.gpus'"):
+        config.load(None, ["ranker.training.gpus=1"])
+    with pytest.raises(ConfigError, match=r"'visual\.training\.num_processes' must be an integer"):
+        config.load(None, ["visual.training.num_processes=two"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "value"),
+    [
+        ("train.epochs=7", lambda c: c.encoder.epochs, 7),
+        ("train.feed=petastorm", lambda c: c.training.feed, "petastorm"),
+        ("train.progress_s=5", lambda c: c.progress_s, 5.0),
+        ("ranker.num_processes=1", lambda c: c.ranker.training["num_processes"], 1),
+        ("ranker.sinkhorn_iterations=9", lambda c: c.ranker.losses[1].args["sinkhorn_iterations"], 9),
+        ("ranker.neural_ndcg_k=0", lambda c: c.ranker.losses[1].args["k"], None),
+        ("visual.mining=semi_hard", lambda c: c.visual.loss.name, "semi_hard"),
+        ("visual.margin=0.5", lambda c: c.visual.loss.args["margin"], 0.5),
+        ("visual.num_processes=3", lambda c: c.visual.training["num_processes"], 3),
+        ("ltr.results_dir=out", lambda c: c.paths.results, "out"),
+    ],
+)
+def test_renamed_keys_still_work_with_a_warning(old: str, new: object, value: object) -> None:
+    with pytest.warns(config.ConfigWarning, match=f"config key '{old.split('=')[0]}' is deprecated"):
+        cfg = config.load(None, [old])
+    assert new(cfg) == value  # type: ignore[operator]
+
+
+def test_a_renamed_section_in_a_file_still_loads(tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text("train:\n  batch_size: 64\n  num_processes: 1\n")
+    with pytest.warns(config.ConfigWarning):
+        cfg = config.load(str(old))
+    assert (cfg.encoder.batch_size, cfg.training.num_processes) == (64, 1)
+    old.write_text("train:\n  colour: blue\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.colour' \(its section moved"):
+        config.load(str(old))
+
+
+def test_unreadable_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("synth:\n  products: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+ not valid YAML"):
+        config.load(str(bad))
+    bad.write_bytes(b"synth:\n  products: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not UTF-8"):
+        config.load(str(bad))

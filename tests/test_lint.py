@@ -15,8 +15,8 @@ pytestmark = pytest.mark.lint
 @pytest.mark.parametrize(
     "cmd",
     [
-        ["ruff", "check", "lib", "jobs", "tests", "benchmarks", "deploy"],
-        ["ruff", "format", "--check", "lib", "jobs", "tests", "benchmarks", "deploy"],
+        ["ruff", "check", "lib", "jobs", "tests", "benchmarks", "deploy", "scripts"],
+        ["ruff", "format", "--check", "lib", "jobs", "tests", "benchmarks", "deploy", "scripts"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

@@ -114,3 +114,33 @@ def evaluate_encoder(
             for name, r in ranked.items()
         } | {"queries": int(mask.sum())}
     return figures
+
+
+def encoder_metrics(
+    figures: dict[str, Any], trained: dict[str, Any], n_examples: int, version: str, feed: str
+) -> dict[str, Any]:
+    """train_encoder's metrics and summary from :func:`evaluate_encoder`'s figures and the training
+    summary (``training.spark_launch.launch``)."""
+    methods = [m for m in figures["warm"] if m != "queries"]
+    r50 = {m: figures["warm"][m].get("recall_at_50") for m in methods}
+    c50 = {m: figures["cold"][m].get("recall_at_50") for m in methods}
+    last = trained["history"][-1]
+    queries = figures["cold"]["queries"] + figures["warm"]["queries"]
+    return {
+        "recall_at_50": r50,
+        "cold_recall_at_50": c50,
+        "examples_per_s": round(last["examples_per_s"], 1),
+        "feed": feed,
+        "evaluation": figures,
+        "training": {**trained, "examples": n_examples, "model_version": version},
+        "rows_out": n_examples,
+        "summary": [
+            f"{n_examples:,} training pairs, {len(trained['history'])} epochs on {trained['world']} processes "
+            f"({feed} feed), last epoch loss {last['loss']:.3f}, {last['examples_per_s']:,.0f} examples/s",
+            *([f"WARNING: {trained['fallback']}"] if "fallback" in trained else []),
+            "Recall@50 warm: " + ", ".join(f"{m} {v}" for m, v in r50.items()),
+            "Recall@50 cold: "
+            + ", ".join(f"{m} {v}" for m, v in c50.items())
+            + f" ({figures['cold']['queries']} cold of {queries} queries)",
+        ],
+    }

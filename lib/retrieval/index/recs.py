@@ -10,6 +10,7 @@ tokens) stands in for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from retrieval.mining.listings import tokenize
 
@@ -49,3 +50,36 @@ def carousel(
         if len(out) == k:
             break
     return out
+
+
+def recs_metrics(
+    stats: dict[str, Any], recall: dict[str, dict[str, Any]], k: int, mode: str, recomputed: int
+) -> dict[str, Any]:
+    """precompute_recs' metrics and summary from its table statistics (``spark_index.recs_stats``) and
+    Recall@20 figures (``spark_evaluation.recs_recall``)."""
+    share = recomputed / max(stats["live"], 1)
+    incremental = (
+        f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue)" if mode != "full" else ""
+    )
+    product, offer = recall["product"], recall["offer"]
+    return {
+        **{
+            key: stats[key]
+            for key in ("offers", "offers_with_recs", "offers_with_k_recs", "catalog_coverage")
+        },
+        "k": k,
+        "recall_at_20_test_pairs": product["recs"],
+        "recall_at_20_baselines": {m: v for m, v in product.items() if m != "recs"},
+        "recall_at_20_offer_level": offer,
+        "mode": mode,
+        "recomputed": recomputed,
+        "rows_out": stats["offers"],
+        "summary": [
+            f"{stats['offers']:,} offers with recs ({stats['offers_with_k_recs']:,} with all {k}); "
+            f"catalogue coverage {stats['catalog_coverage']:.3f}{incremental}",
+            "Recall@20 on test co-clicks of another product, by product: "
+            + ", ".join(f"{m} {v}" for m, v in product.items())
+            + "; by offer: "
+            + ", ".join(f"{m} {v}" for m, v in offer.items()),
+        ],
+    }

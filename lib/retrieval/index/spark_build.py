@@ -150,3 +150,21 @@ def summary_of(manifest: shards.Manifest) -> dict[str, Any]:
         "index_version": manifest.version,
         "generation": manifest.generation,
     }
+
+
+def build_planned(
+    vectors: DataFrame, index_root: str, n_shards: int, model_version: str, seed: int, sample: int = 100_000
+) -> tuple[str, shards.Manifest]:
+    """A new committed index of every (offer_id, vector) row, its type planned for their number
+    (``planning.factory_for``): (its uri, its manifest)."""
+    from retrieval.artifacts import content_version
+    from retrieval.index.planning import factory_for
+
+    n = vectors.count()
+    factory = factory_for(n)
+    trained = train_quantizer(vectors, factory, min(n, sample), seed)
+    version = content_version({"model": model_version, "factory": factory, "shards": n_shards, "n": n})
+    uri = storage.join(index_root, version)
+    manifest = write_index(vectors, uri, trained, n_shards, version, model_version, factory)
+    commit(index_root, uri, manifest)
+    return uri, manifest

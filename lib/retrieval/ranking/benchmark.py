@@ -182,3 +182,32 @@ def payload(
             "excluded": "test queries without a relevant document are left out of every mean",
         },
     }
+
+
+def run_seeds(
+    methods: Mapping[str, Any], test: RankData, seeds: int, work: str
+) -> tuple[dict[str, list[PerQuery]], dict[str, float]]:
+    """Every method (``fit(seed, work) -> flat test scores``) for seeds 0..seeds-1: its per-query NDCG
+    per seed, and its seconds."""
+    import logging
+    import time
+
+    per_seed: dict[str, list[PerQuery]] = {}
+    seconds: dict[str, float] = {}
+    for name, fit in methods.items():
+        t0 = time.perf_counter()
+        per_seed[name] = [per_query_ndcg(fit(seed, work), test) for seed in range(seeds)]
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        logging.getLogger(__name__).info("%s: %d seeds in %.1f s", name, seeds, seconds[name])
+    return per_seed, seconds
+
+
+def table_lines(results: dict[str, Any]) -> list[str]:
+    """One line per method: NDCG@k mean ± std over seeds, for every k."""
+    return [
+        f"{m:<22} "
+        + "  ".join(
+            f"@{k} {r[f'ndcg_at_{k}']['mean']:.4f}±{r[f'ndcg_at_{k}']['std_over_seeds']:.4f}" for k in KS
+        )
+        for m, r in results.items()
+    ]

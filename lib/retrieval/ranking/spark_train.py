@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from retrieval import storage, tables
-from retrieval.artifacts import content_version, encoder_dir, model_dir
+from retrieval.artifacts import content_version, model_dir
 from retrieval.config import Config, runtime
 from retrieval.ranking.spark_ranker import (
     BASELINES,
@@ -78,16 +78,13 @@ def search_roles(listings: DataFrame, cfg: Config) -> DataFrame:
     )
 
 
-def with_text(spark: SparkSession, root: str, rows: DataFrame, scored: DataFrame) -> DataFrame:
-    """Adds ``t_vec`` (title) and ``q_vec`` (query) text vectors from the trained encoder's bags (zeros
-    where a text is missing)."""
+def with_text(spark: SparkSession, root: str, encoder: Any, rows: DataFrame, scored: DataFrame) -> DataFrame:
+    """Adds ``t_vec`` (title) and ``q_vec`` (query) text vectors from the trained ``encoder``'s bags
+    (``encoder.model.text_vectors``; zeros where a text is missing)."""
     from pyspark.sql import functions as F
 
-    from retrieval.encoder.model import OfferTower
-    from retrieval.training.models import load_model
     from retrieval.training.spark_inference import broadcast_model
 
-    encoder = load_model(OfferTower, encoder_dir(root))
     bc = broadcast_model(spark, encoder)
     offers = read_table(spark, root, tables.OFFERS).join(rows.select("offer_id").distinct(), "offer_id")
     t_vec = text_vectors(offers.select("offer_id", "title"), "offer_id", "title", bc, 1)
@@ -101,9 +98,10 @@ def with_text(spark: SparkSession, root: str, rows: DataFrame, scored: DataFrame
     )
 
 
-def xgb_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
+def xgb_stage(spark: SparkSession, cfg: Config, encoder: Any = None) -> dict[str, Any]:
     """Two SparkXGBRanker models (``xgb``, ``xgb_unbiased``) on sampled training searches, their
-    scores on every sampled search, and the slates: the DNN's training slates and the test slates."""
+    scores on every sampled search, and the slates: the DNN's training slates and the test slates,
+    with ``encoder``'s text vectors of query and title where ranker.text asks for them."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -137,7 +135,11 @@ def xgb_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     for m in models.values():
         scored = m.transform(scored)
     if rk.text:
-        scored = with_text(spark, root, rows, scored)
+        if encoder is None:
+            raise ValueError(
+                "ranker.text needs the trained encoder (train_encoder), or --set ranker.text=false"
+            )
+        scored = with_text(spark, root, encoder, rows, scored)
     inputs, score_cols = dnn_inputs(cfg), ["bm25", *FIRST_STAGE]
     parts = max(4, 2 * runtime(cfg, "ranker").num_processes)
     train_slates = build_slates(
@@ -170,11 +172,15 @@ def dnn_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     without inverse-propensity gains, ``dnn_<loss>_no_ips``) on the training slates, each then scoring
     the test slates' top rerank_k on the executors."""
     from retrieval.ranking.dnn import Reranker, RerankerConfig, feature_stats, slate_batch
+    from retrieval.ranking.losses import LOSSES
     from retrieval.ranking.worker import fit_reranker
+    from retrieval.training.components import resolve
     from retrieval.training.models import load_model
     from retrieval.training.spark_inference import broadcast_model
 
     root, rk, rt = cfg.paths.root, cfg.ranker, runtime(cfg, "ranker")
+    for i, spec in enumerate(rk.losses):  # a bad loss or argument fails here, not in a training process
+        resolve(spec.name, spec.args, LOSSES, f"ranker.losses[{i}]")
     train_slates = read_table(spark, root, tables.RANKER_TRAIN_SLATES)
     inputs = dnn_inputs(cfg)
     sample = slate_batch(train_slates.limit(2000).toArrow(), len(inputs), 0)  # standardisation stats

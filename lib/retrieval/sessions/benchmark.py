@@ -281,3 +281,43 @@ def table_lines(figures: dict[str, dict[str, float]], pub: dict[str, Any], k: in
                 f"{m:<22}{'':>8}{'':>9}   ({f[f'p_at_{k}']:.2f} / {f[f'mrr_at_{k}']:.2f}) published only"
             )
     return lines
+
+
+def figures_of(ranked: dict[str, np.ndarray], labels: np.ndarray, k: int) -> dict[str, dict[str, float]]:
+    """{method: {p_at_k, mrr_at_k}} in %, rounded to 2 places, of every method's [prefixes, k] items."""
+    out = {}
+    for name, top in ranked.items():
+        p, r = p_and_mrr_at_k(np.asarray(top), labels, k)
+        out[name] = {f"p_at_{k}": round(p, 2), f"mrr_at_{k}": round(r, 2)}
+    return out
+
+
+def payload(
+    s: Any, imported: dict[str, Any], data: Any, figures: dict[str, Any], history: list[Any], model_dir: str
+) -> dict[str, Any]:
+    """The benchmark file (``kind: sessions``): the protocol, the data, every method's figures beside the
+    published ones, and the encoder's training."""
+    import dataclasses
+
+    n, k = len(data.item_ids), s.k
+    return {
+        "kind": "sessions",
+        "name": s.name,
+        "command": f"./submit.sh eval_sessions --set sessions.dir={s.dir} --set sessions.name={s.name}",
+        "protocol": f"rank all {n:,} items for each of {len(data.labels):,} test prefixes; P@{k}, MRR@{k} in %",
+        "dataset": {
+            "train_sessions": imported["train_sessions"],
+            "train_examples": sum(max(0, len(x) - 1) for x in data.train),
+            "test_examples": len(data.labels),
+            "items": n,
+            "events": imported["events"],
+            "quarantined_lines": imported["quarantined_lines"],
+        },
+        "methods": figures,
+        "published": published(s.name, s.dir),
+        "training": {
+            "history": history,
+            "model_version": os.path.basename(model_dir.rstrip("/")),
+            "config": dataclasses.asdict(s),
+        },
+    }

@@ -121,3 +121,30 @@ def benchmark_payload(cfg: Config, figures: dict[str, Any]) -> dict[str, Any]:
         **{k: figures[k] for k in BENCHMARK_FIGURES},
         "training": training,
     }
+
+
+def gallery_metrics(
+    counts: dict[str, Any], n_groups: int, n_queries: int, v: Any, origin: str
+) -> dict[str, Any]:
+    """visual_pairs' metrics and summary from its tables' counts (``spark_visual.gallery_counts``)."""
+    (train_images, train_products), (test_images, test_products) = counts["train"], counts["test"]
+    street = n_groups * 4 * v.per_style
+    quarantined = counts["quarantined"]
+    return {
+        "images": train_images + test_images,
+        "products": {"train": train_products, "test": test_products},
+        "gallery_images": test_images,
+        "train_groups": n_groups,
+        "street_photos": street,
+        "test_queries": n_queries,
+        "quarantined": quarantined,
+        "rows_out": train_images + test_images,
+        "summary": [
+            f"{train_images + test_images:,} photos of {train_products + test_products:,} products from {origin}, "
+            f"{v.size}x{v.size}",
+            f"split by product: train {train_products:,} products ({train_images:,} photos), "
+            f"test {test_products:,} products ({test_images:,} gallery photos, {n_queries:,} street queries)",
+            f"{street:,} synthetic street photos for training ({v.per_style} per product and style, 4 styles)",
+            "quarantined: " + (", ".join(f"{k} {n:,}" for k, n in quarantined.items()) or "none"),
+        ],
+    }

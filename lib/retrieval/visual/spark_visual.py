@@ -367,3 +367,21 @@ def gallery_counts(images: DataFrame, quarantine: DataFrame) -> dict[str, Any]:
     }
     train, test = by_split.get("train", (0, 0)), by_split.get("test", (0, 0))
     return {"train": train, "test": test, "quarantined": dict(sorted(reasons.items()))}
+
+
+def gallery_tables(
+    sources: DataFrame, unsupported: DataFrame | None, v: Any, seed: int
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(visual/images, visual/quarantine, the loaded photos): ``sources`` sampled to v.max_products,
+    rendered or read at v.size, filtered (unusable photos quarantined with their reason), de-duplicated
+    (``duplicate_of:<kept id>``) and split by product. The loaded photos are cached, for both tables:
+    unpersist them once both are written."""
+    from pyspark.sql import functions as F
+
+    loaded = load_images(sample_products(sources, v.max_products, seed), v.size).cache()
+    kept, duplicates, _ = dedup(loaded.where(F.col("reason").isNull()), v.max_rms)
+    images = with_split(kept, v.test_share, seed).select("image_id", "label", "split", "source", "image")
+    bad = loaded.where(F.col("reason").isNotNull()).select("image_id", "label", "source", "reason")
+    if unsupported is not None:
+        bad = bad.unionByName(unsupported)
+    return images, bad.unionByName(duplicates), loaded
