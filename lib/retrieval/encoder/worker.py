@@ -33,41 +33,25 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     from retrieval.config.loader import from_dict
     from retrieval.encoder.model import OfferTower, TowerConfig, make_optimizers
     from retrieval.encoder.train import CandidateQueue, PairBatch, pair_batch, train_step
-    from retrieval.training.checkpoints import begin, end_epoch, finish
-    from retrieval.training.distributed import start_process, wrap
-    from retrieval.training.feed import make_feed
-    from retrieval.training.loop import run_epochs
-    from retrieval.training.models import save_model
+    from retrieval.training.run import TrainingRun
 
     a = EncoderWorkerArgs(**args)
     enc: EncoderSection = from_dict(EncoderSection, a.encoder)
-    rt: TrainingSection = from_dict(TrainingSection, a.runtime)
-    rank, world, local_rank, device = start_process(rt.use_gpu, rt.threads, a.seed)
-    tower = TowerConfig.from_dict({**a.tower, "sparse": device == "cpu" and a.tower.get("sparse", True)})
-    model = OfferTower(tower).to(device)
-    net = wrap(model, world, local_rank, device)
-    optimizers = make_optimizers(model, enc.lr)
-    feed = make_feed(rt.feed, a.examples, enc.batch_size, pair_batch, rank=rank, world=world, seed=a.seed)
-    start, history = begin(a.model_dir, model, optimizers, device, rank, a.resume)
-    queue = CandidateQueue(enc.queue_size, tower.dim, device) if enc.queue_size else None
+    run = TrainingRun(
+        args, a.model_dir, from_dict(TrainingSection, a.runtime), a.seed, a.progress_s, a.resume
+    )
+    # sparse embedding gradients on CPU (gloo); dense ones for nccl, which has no sparse all-reduce
+    tower = TowerConfig.from_dict({**a.tower, "sparse": run.device == "cpu" and a.tower.get("sparse", True)})
+    model = OfferTower(tower).to(run.device)
+    net, optimizers = run.wrap(model), make_optimizers(model, enc.lr)
+    feed = run.feed(a.examples, enc.batch_size, pair_batch)
+    start, history = run.begin(model, optimizers)
+    queue = CandidateQueue(enc.queue_size, tower.dim, run.device) if enc.queue_size else None
 
     def step(batch: PairBatch) -> tuple[float, dict[str, float]]:
-        loss = train_step(net, optimizers, batch, enc.temperature, device, queue)
+        loss = train_step(net, optimizers, batch, enc.temperature, run.device, queue)
         return loss, {"examples": enc.batch_size}
 
-    history = run_epochs(
-        "encoder",
-        enc.epochs,
-        feed.epoch,
-        step,
-        units=("examples",),
-        steps=feed.steps,
-        start=start,
-        history=history,
-        on_epoch_end=lambda epoch, h: end_epoch(a.model_dir, epoch, model, optimizers, h, args, rank),
-        progress_s=a.progress_s,
-        rank=rank,
-    )
+    history = run.epochs("encoder", enc.epochs, feed, step, ("examples",), model, optimizers, start, history)
     extra = {"train": {k: v for k, v in args.items() if k != "tower"}, "history": history}
-    finish(rank, lambda: save_model(model.cpu(), a.model_dir, extra))
-    return {"history": history, "world": world, "feed": rt.feed, "steps_per_epoch": feed.steps}
+    return run.finish(model, extra, feed)

@@ -62,39 +62,31 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     from retrieval.config.loader import from_dict
     from retrieval.ranking.dnn import Reranker, RerankerConfig, SlateBatch, slate_batch, to_tensors
     from retrieval.ranking.losses import LOSSES
-    from retrieval.training.checkpoints import begin, end_epoch, finish
     from retrieval.training.components import resolve
-    from retrieval.training.distributed import start_process, wrap
-    from retrieval.training.feed import make_feed
-    from retrieval.training.loop import run_epochs
-    from retrieval.training.models import save_model
+    from retrieval.training.run import TrainingRun
 
     a = RerankerWorkerArgs(**args)
-    rt: TrainingSection = from_dict(TrainingSection, a.runtime)
-    rank, world, local_rank, device = start_process(rt.use_gpu, rt.threads, a.seed)
+    run = TrainingRun(
+        args, a.model_dir, from_dict(TrainingSection, a.runtime), a.seed, a.progress_s, a.resume
+    )
     cfg = RerankerConfig.from_dict(a.reranker)
-    model = Reranker(cfg, np.asarray(a.mean), np.asarray(a.std)).to(device)
-    net = wrap(model, world, local_rank, device)
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    model = Reranker(cfg, np.asarray(a.mean), np.asarray(a.std)).to(run.device)
+    net, opt = run.wrap(model), torch.optim.Adam(model.parameters(), lr=a.lr)
     n_feat, dim = len(cfg.features), cfg.text_dim
-    feed = make_feed(
-        rt.feed,
+    # buckets of similar slate length: a step costs what its longest slate costs (L^2)
+    feed = run.feed(
         a.slates,
         a.batch_size,
         lambda t: slate_batch(t, n_feat, dim),
-        rank=rank,
-        world=world,
-        seed=a.seed,
         buffer_rows=4096,
-        bucket=lambda t: t.column("n").to_numpy(),  # a step costs what its longest slate costs (L^2)
+        bucket=lambda t: t.column("n").to_numpy(),
     )
-    start, history = begin(a.model_dir, model, [opt], device, rank, a.resume)
-    loss_name = a.loss["name"]
-    loss_fn = resolve(loss_name, a.loss.get("args", {}), LOSSES, "ranker.losses[]")
+    start, history = run.begin(model, [opt])
+    loss_fn = resolve(a.loss["name"], a.loss.get("args", {}), LOSSES, "ranker.losses[]")
     model.train()
 
     def step(batch: SlateBatch) -> tuple[float, dict[str, float]]:
-        x, q, t, y, valid = to_tensors(batch, device)
+        x, q, t, y, valid = to_tensors(batch, run.device)
         target = ips_labels(y, x[..., a.ips_feature], a.ips_clip) if a.ips_feature >= 0 else y
         loss = loss_fn(net(x, q, t, valid), target)
         opt.zero_grad()
@@ -102,21 +94,9 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
         opt.step()
         return float(loss.detach()), {"slates": len(batch), "offers": int(valid.sum())}
 
-    history = run_epochs(
-        f"reranker {loss_name}",
-        a.epochs,
-        feed.epoch,
-        step,
-        units=("slates", "offers"),
-        steps=feed.steps,
-        start=start,
-        history=history,
-        on_epoch_end=lambda epoch, h: end_epoch(a.model_dir, epoch, model, [opt], h, args, rank),
-        progress_s=a.progress_s,
-        rank=rank,
-    )
-    finish(rank, lambda: save_model(model.cpu(), a.model_dir, {"loss": a.loss, "history": history}))
-    return {"history": history, "world": world, "feed": rt.feed, "steps_per_epoch": feed.steps}
+    name = f"reranker {a.loss['name']}"
+    history = run.epochs(name, a.epochs, feed, step, ("slates", "offers"), model, [opt], start, history)
+    return run.finish(model, {"loss": a.loss, "history": history}, feed)
 
 
 def fit_reranker(

@@ -56,16 +56,31 @@ def run_section(root: str, seed: int, m: Metrics, config_text: str | None, ui_co
     return s
 
 
-def _recall_bars(ev: dict[str, Any], subset: str) -> tuple[bytes, str]:
-    methods = [k for k in ev[subset] if k != "queries"]
-    ks = [k for k in ("recall_at_10", "recall_at_50", "recall_at_100") if k in ev[subset][methods[0]]]
-    png = plots.grouped_bars(
-        [k.replace("recall_at_", "Recall@") for k in ks],
-        {mm: [ev[subset][mm].get(k) for k in ks] for mm in methods},
-        f"Test co-clicks, {subset} query offers ({ev[subset]['queries']:,} queries)",
-        "recall",
-        "cutoff K",
+def _by_cutoff(
+    keys: Sequence[str],
+    label: tuple[str, str],
+    methods: Sequence[str],
+    value: Callable[[str, str], Any],
+    title: str,
+    y: str,
+) -> bytes:
+    """Bars of every method at every cutoff: ``keys`` (``recall_at_10`` ...) shown with ``label``'s
+    replacement (``("recall_at_", "Recall@")``), ``value(method, key)`` the bar."""
+    return plots.grouped_bars(
+        [k.replace(*label) for k in keys],
+        {m: [value(m, k) for k in keys] for m in methods},
+        title,
+        y,
+        "cutoff",
     )
+
+
+def _recall_bars(ev: dict[str, Any], subset: str) -> tuple[bytes, str]:
+    figures = ev[subset]
+    methods = [k for k in figures if k != "queries"]
+    ks = [k for k in ("recall_at_10", "recall_at_50", "recall_at_100") if k in figures[methods[0]]]
+    title = f"Test co-clicks, {subset} query offers ({figures['queries']:,} queries)"
+    png = _by_cutoff(ks, ("recall_at_", "Recall@"), methods, lambda m, k: figures[m].get(k), title, "recall")
     return png, f"Recall@K {subset}"
 
 
@@ -138,12 +153,9 @@ def ranking_section(m: Metrics) -> Section:
             f"Every method on the same {ev[target]['slates'].get('production', 0):,} test searches; "
             f"'production' is the logged order, 'bm25' BM25 alone. Against {rk['against']}."
         )
-        bars = plots.grouped_bars(
-            [k.replace("ndcg_at_", "nDCG@") for k in ks],
-            {mm: [ev[target][k].get(mm) for k in ks] for mm in methods},
-            f"nDCG against {rk['against']}",
-            "nDCG",
-            "cutoff",
+        title = f"nDCG against {rk['against']}"
+        bars = _by_cutoff(
+            ks, ("ndcg_at_", "nDCG@"), methods, lambda m, k: ev[target][k].get(m), title, "nDCG"
         )
         s.images([(bars, "nDCG by method")])
         rows = [

@@ -40,37 +40,25 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
     from retrieval.config import TrainingSection, VisualSection
     from retrieval.config.loader import from_dict
-    from retrieval.training.checkpoints import begin, end_epoch, finish
     from retrieval.training.components import resolve
-    from retrieval.training.distributed import start_process, wrap
-    from retrieval.training.feed import make_feed
-    from retrieval.training.loop import run_epochs
-    from retrieval.training.models import save_model
+    from retrieval.training.run import TrainingRun
     from retrieval.visual.losses import LOSSES
     from retrieval.visual.model import ImageEncoder, ImageEncoderConfig
     from retrieval.visual.train import group_batch, train_step
 
     a = ImageEncoderWorkerArgs(**args)
     v: VisualSection = from_dict(VisualSection, a.visual)
-    rt: TrainingSection = from_dict(TrainingSection, a.runtime)
-    rank, world, local_rank, device = start_process(rt.use_gpu, rt.threads, a.seed)
-    cfg = ImageEncoderConfig(**a.model)
-    model = ImageEncoder(cfg).to(device)
-    net = wrap(model, world, local_rank, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=v.lr, weight_decay=1e-4)
-    loss_fn = resolve(v.loss.name, v.loss.args, LOSSES, "visual.loss")
-    rng = np.random.default_rng([a.seed, rank, 17])
-    feed = make_feed(
-        rt.feed,
-        a.groups,
-        v.batch_products,
-        lambda t: group_batch(t, a.variant, v.views, cfg.size, rng, v.shop_views),
-        rank=rank,
-        world=world,
-        seed=a.seed,
-        buffer_rows=2048,
+    run = TrainingRun(
+        args, a.model_dir, from_dict(TrainingSection, a.runtime), a.seed, a.progress_s, a.resume
     )
-    start, history = begin(a.model_dir, model, [opt], device, rank, a.resume)
+    cfg = ImageEncoderConfig(**a.model)
+    model = ImageEncoder(cfg).to(run.device)
+    net, opt = run.wrap(model), torch.optim.AdamW(model.parameters(), lr=v.lr, weight_decay=1e-4)
+    loss_fn = resolve(v.loss.name, v.loss.args, LOSSES, "visual.loss")
+    rng = np.random.default_rng([a.seed, run.rank, 17])
+    to_batch = lambda t: group_batch(t, a.variant, v.views, cfg.size, rng, v.shop_views)  # noqa: E731
+    feed = run.feed(a.groups, v.batch_products, to_batch, buffer_rows=2048)
+    start, history = run.begin(model, [opt])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, v.epochs * feed.steps))
     with warnings.catch_warnings():  # resuming: the schedule catches up with the epochs done
         warnings.simplefilter("ignore", UserWarning)
@@ -80,25 +68,14 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
     def step(batch: tuple[np.ndarray, np.ndarray]) -> tuple[float, dict[str, float]]:
         imgs, labels = batch
-        loss = train_step(net, opt, imgs, labels, loss_fn, device)
+        loss = train_step(net, opt, imgs, labels, loss_fn, run.device)
         sched.step()
         return loss, {"images": len(imgs)}
 
-    history = run_epochs(
-        f"visual {a.variant}",
-        v.epochs,
-        feed.epoch,
-        step,
-        units=("images",),
-        steps=feed.steps,
-        start=start,
-        history=history,
-        on_epoch_end=lambda epoch, h: end_epoch(a.model_dir, epoch, model, [opt], h, args, rank),
-        progress_s=a.progress_s,
-        rank=rank,
+    history = run.epochs(
+        f"visual {a.variant}", v.epochs, feed, step, ("images",), model, [opt], start, history
     )
-    finish(rank, lambda: save_model(model.cpu(), a.model_dir, {"variant": a.variant, "history": history}))
-    return {"history": history, "world": world, "feed": rt.feed, "steps_per_epoch": feed.steps}
+    return run.finish(model, {"variant": a.variant, "history": history}, feed)
 
 
 def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dict[str, Any]:
