@@ -176,3 +176,16 @@ def test_check_cluster_names_an_executor_with_other_libraries() -> None:
     assert mismatches(driver, [other]) == [
         f"node7:{driver['cwd']} has torch 2.1.0, the driver {driver['libraries']['torch']}"
     ]
+
+
+def test_pipeline_from_or_only_an_unknown_stage_is_an_error_before_spark(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jobs import pipeline
+
+    for args in (["--only", "ingest,nope"], ["--from", "lookup"], ["--from", "ingest", "--only", "ingest"]):
+        with pytest.raises(SystemExit) as e:
+            pipeline.main(["--config", "conf/test.yaml", *args])
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown ['nope']" in err and "--from lookup: not a pipeline stage" in err and "not both" in err

@@ -122,7 +122,7 @@ def test_train_visual_in_torchdistributor_processes(spark: Any, visual: dict[str
     cfg = make_config(
         visual["cfg"].paths.root,
         "visual.variants=[street]",
-        "visual.num_processes=2",
+        "visual.training.num_processes=2",
         "visual.epochs=1",
         "visual.threads=1",
     )
