@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.index import shards as sh
+from retrieval.index import shards
 from retrieval.index.recs import carousel, product_key
 
 
@@ -23,12 +23,14 @@ def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:
 def test_merge_top_k_orders_by_score_then_id_and_pads() -> None:
     a = (np.array([[0.9, 0.5, -np.inf]]), np.array([[7, 3, -1]]))
     b = (np.array([[0.9, 0.7]]), np.array([[2, 3]]))  # 2 ties with 7 at 0.9; 3 found twice
-    d, i = sh.merge_top_k([a, b], 5)
+    d, i = shards.merge_top_k([a, b], 5)
     assert i.tolist() == [[2, 7, 3, -1, -1]]  # 3 once, with its best score 0.7
     assert np.allclose(d[0, :3], [0.9, 0.9, 0.7]) and np.isinf(d[0, 3:]).all()
-    d, i = sh.merge_top_k([a, b], 2, exclude=np.array([[2]]))
+    d, i = shards.merge_top_k([a, b], 2, exclude=np.array([[2]]))
     assert i.tolist() == [[7, 3]]
-    assert sh.merge_top_k([b, a], 5)[1].tolist() == sh.merge_top_k([a, b], 5)[1].tolist()  # order-free
+    assert (
+        shards.merge_top_k([b, a], 5)[1].tolist() == shards.merge_top_k([a, b], 5)[1].tolist()
+    )  # order-free
 
 
 def test_merge_top_k_equals_a_brute_force_merge() -> None:
@@ -42,11 +44,11 @@ def test_merge_top_k_equals_a_brute_force_merge() -> None:
             d = np.round(rng.normal(size=(q, width)), 1).astype(np.float32)  # coarse scores: many ties
             parts.append((np.where(i < 0, -np.inf, d), i))
         exclude = rng.integers(0, 25, size=(q, 2))
-        got_d, got_i = sh.merge_top_k(parts, k, exclude)
+        got_d, got_i = shards.merge_top_k(parts, k, exclude)
         if all(
             len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in np.concatenate([p[1] for p in parts], 1)
         ):
-            assert (sh.merge_top_k(parts, k, exclude, unique=True)[1] == got_i).all()
+            assert (shards.merge_top_k(parts, k, exclude, unique=True)[1] == got_i).all()
         for row in range(q):
             best: dict[int, float] = {}
             for d, i in parts:
@@ -63,14 +65,14 @@ def test_merge_top_k_equals_a_brute_force_merge() -> None:
 def test_sharded_search_equals_one_index_with_every_vector(tmp_path: Path) -> None:
     x = clustered(3000, 16, 40, 0)
     ids = np.arange(3000, dtype=np.int64) * 7 + 1
-    trained = sh.train_index(x[:2000], "IVF32,Flat", seed=1)
-    whole = sh.build_shard(trained, x, ids)
-    parts = [sh.build_shard(trained, x[p::3], ids[p::3]) for p in range(3)]
+    trained = shards.train_index(x[:2000], "IVF32,Flat", seed=1)
+    whole = shards.build_shard(trained, x, ids)
+    parts = [shards.build_shard(trained, x[p::3], ids[p::3]) for p in range(3)]
     for index in [whole, *parts]:
-        sh.set_search_params(index, nprobe=4)
+        shards.set_search_params(index, nprobe=4)
     q = x[:200]
-    d1, i1 = sh.search(whole, q, 10)
-    d2, i2 = sh.search_shards(((p, frozenset()) for p in parts), q, 10)
+    d1, i1 = shards.search(whole, q, 10)
+    d2, i2 = shards.search_shards(((p, frozenset()) for p in parts), q, 10)
     assert np.allclose(d1, d2, atol=1e-5)
     same = (i1 == i2) | np.isclose(d1, d2, atol=1e-5)  # equal ids, or a tie in score
     assert same.all()
@@ -81,14 +83,16 @@ def test_sharded_search_equals_one_index_with_every_vector(tmp_path: Path) -> No
     for n, part in enumerate(parts):
         paths.append(str(tmp_path / f"shard-{n}.faiss"))
         faiss.write_index(part, paths[-1])
-    assert sh.merge_on_disk(trained, paths, str(tmp_path / "m.faiss"), str(tmp_path / "m.ivfdata")) == 3000
+    assert (
+        shards.merge_on_disk(trained, paths, str(tmp_path / "m.faiss"), str(tmp_path / "m.ivfdata")) == 3000
+    )
     merged = faiss.read_index(str(tmp_path / "m.faiss"))
-    sh.set_search_params(merged, nprobe=4)
-    d3, i3 = sh.search(merged, q, 10)
+    shards.set_search_params(merged, nprobe=4)
+    d3, i3 = shards.search(merged, q, 10)
     assert np.allclose(d1, d3, atol=1e-5) and ((i1 == i3) | np.isclose(d1, d3, atol=1e-5)).all()
     # Flat (non-IVF) types get ids through IDMap2; fewer vectors than k pad with -1
-    flat = sh.build_shard(sh.train_index(x[:10], "Flat"), x[:3], ids[:3])
-    d, i = sh.search(flat, x[:1], 5)
+    flat = shards.build_shard(shards.train_index(x[:10], "Flat"), x[:3], ids[:3])
+    d, i = shards.search(flat, x[:1], 5)
     assert i[0, :3].tolist() == [ids[0], *sorted(ids[1:3], key=lambda j: -float(x[0] @ x[(j - 1) // 7]))]
     assert (i[0, 3:] == -1).all() and np.isinf(d[0, 3:]).all()
 
@@ -96,27 +100,27 @@ def test_sharded_search_equals_one_index_with_every_vector(tmp_path: Path) -> No
 def test_superseded_vectors_of_older_shards_are_dropped() -> None:
     x = clustered(500, 8, 10, 1)
     ids = np.arange(500, dtype=np.int64)
-    trained = sh.train_index(x, "IVF8,Flat", seed=0)
-    base = sh.build_shard(trained, x, ids)
+    trained = shards.train_index(x, "IVF8,Flat", seed=0)
+    base = shards.build_shard(trained, x, ids)
     moved = x[:1] * -1.0  # offer 0 changed: its new vector points the other way
-    delta = sh.build_shard(trained, moved, ids[:1])
+    delta = shards.build_shard(trained, moved, ids[:1])
     for index in (base, delta):
-        sh.set_search_params(index, nprobe=8)
-    _, i = sh.search_shards([(base, frozenset({0})), (delta, frozenset())], x[:1], 5)
+        shards.set_search_params(index, nprobe=8)
+    _, i = shards.search_shards([(base, frozenset({0})), (delta, frozenset())], x[:1], 5)
     assert 0 not in i[0].tolist()  # the old vector of 0 (its own best match) no longer answers
-    m = sh.Manifest(
+    m = shards.Manifest(
         "v",
         "m",
         "IVF8,Flat",
         "inner_product",
         8,
         "",
-        [sh.ShardEntry("s", 500, "", 0), sh.ShardEntry("d", 1, "", 1)],
+        [shards.ShardEntry("s", 500, "", 0), shards.ShardEntry("d", 1, "", 1)],
         tombstones={"1": "tombstones-001.parquet"},
     )
     dead = {"1": frozenset({0, 9})}
     assert m.excluded_for(m.shards[0], dead) == {0, 9} and m.excluded_for(m.shards[1], dead) == frozenset()
-    assert sh.Manifest.from_dict(m.to_dict()) == m
+    assert shards.Manifest.from_dict(m.to_dict()) == m
 
 
 def test_carousel_removes_self_and_product_collapses_and_caps() -> None:
@@ -167,9 +171,9 @@ def test_distributed_build_and_recs_equal_a_local_faiss_build(spark: Any, traine
     # one local index with every vector and the stored quantizer, searched in one process
     x = np.stack(emb["vector"].to_numpy()).astype(np.float32)
     ids = emb["offer_id"].to_numpy()
-    local = sh.build_shard(storage.read_bytes(storage.join(uri, sh.QUANTIZER)), x, ids)
-    sh.set_search_params(local, cfg.index.nprobe)
-    d_loc, i_loc = sh.search(local, x, cfg.recs.candidates + 1)
+    local = shards.build_shard(storage.read_bytes(storage.join(uri, shards.QUANTIZER)), x, ids)
+    shards.set_search_params(local, cfg.index.nprobe)
+    d_loc, i_loc = shards.search(local, x, cfg.recs.candidates + 1)
     from retrieval.index.spark_index import search_neighbours
 
     dist = {
@@ -245,7 +249,7 @@ def test_incremental_update_then_compaction_equals_a_full_rebuild(
     write_table(day_one, str(inc), tables.OFFERS)
     for stage in ("embed_offers", "build_index", "precompute_recs"):
         _stage(spark, cfg, stage)
-    quantizer = storage.join(current(str(inc))[0], sh.QUANTIZER)
+    quantizer = storage.join(current(str(inc))[0], shards.QUANTIZER)
     write_table(day_two, str(inc), tables.OFFERS)
     cfg_inc = make_config(inc, "recs.mode=incremental", "recs.since=2030-01-01")
     out = {s: _stage(spark, cfg_inc, s) for s in ("embed_offers", "build_index", "precompute_recs")}
@@ -281,9 +285,9 @@ def test_incremental_update_then_compaction_equals_a_full_rebuild(
     x = np.stack(emb["vector"].to_numpy()).astype(np.float32)[:500]
     from retrieval.index.spark_index import load_shard, load_tombstones
 
-    def search_all(uri: str, m: sh.Manifest) -> tuple[np.ndarray, np.ndarray]:
+    def search_all(uri: str, m: shards.Manifest) -> tuple[np.ndarray, np.ndarray]:
         dead = load_tombstones(uri, m)
-        return sh.search_shards(
+        return shards.search_shards(
             ((load_shard(uri, e, 8, 0.0), m.excluded_for(e, dead)) for e in m.shards), x, 20
         )
 

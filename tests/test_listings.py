@@ -120,7 +120,7 @@ def test_listing_features_by_hand() -> None:
 
 @pytest.mark.spark
 def test_spark_listing_features_equal_the_pure_ones(spark: Any) -> None:
-    from retrieval.mining import spark_listings as sl
+    from retrieval.mining import spark_listings
     from retrieval.mining.listings import bm25_idf as idf_of
 
     t0 = datetime(2026, 10, 1, 10)
@@ -147,11 +147,13 @@ def test_spark_listing_features_equal_the_pure_ones(spark: Any) -> None:
         "listing array<bigint>, position int",
     )
     splits = spark.createDataFrame([("s1", "train"), ("s2", "test")], "session_id string, split string")
-    rows = sl.shown(events, splits)
+    rows = spark_listings.shown(events, splits)
     model = PositionBias(np.array([1.0, 0.6, 0.4, 0.3, 0.25]), eta=1.0)
     got = {
         (r.query_id, r.offer_id): r.asDict()
-        for r in sl.add_features(rows, events, offers, splits, model, ListingsSection(), 5).collect()
+        for r in spark_listings.add_features(
+            rows, events, offers, splits, model, ListingsSection(), 5
+        ).collect()
     }
     # the pure reference
     titles = {o: tokenize(t) for o, t, _, _ in offers_rows}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from retrieval.config.sections import RankingLoss
-from retrieval.ranking import evaluation as M
+from retrieval.ranking import evaluation
 from retrieval.ranking.dnn import Reranker, RerankerConfig, feature_stats, score, slate_batch
 from retrieval.ranking.losses import LOSSES
 
@@ -34,26 +34,26 @@ def test_ndcg_and_mrr_against_brute_force() -> None:
     for i, (sc, lab) in enumerate(slates):
         s[i, : len(sc)], y[i, : len(lab)] = sc, lab
     for k in (1, 3, 10):
-        got = M.ndcg(s, y, k)
+        got = evaluation.ndcg(s, y, k)
         for i, (sc, lab) in enumerate(slates):
             want = brute_ndcg(sc, lab, k)
             assert (math.isnan(want) and math.isnan(got[i])) or got[i] == pytest.approx(want)
-    rr = M.reciprocal_rank(np.array([[0.1, 0.9, 0.5]]), np.array([[1, 0, 3]]), relevant=3)
+    rr = evaluation.reciprocal_rank(np.array([[0.1, 0.9, 0.5]]), np.array([[1, 0, 3]]), relevant=3)
     assert rr[0] == pytest.approx(1 / 2)
-    assert math.isnan(M.reciprocal_rank(np.array([[1.0]]), np.array([[0]]))[0])
-    assert M.mean(np.array([1.0, np.nan, 0.0])) == 0.5
+    assert math.isnan(evaluation.reciprocal_rank(np.array([[1.0]]), np.array([[0]]))[0])
+    assert evaluation.mean(np.array([1.0, np.nan, 0.0])) == 0.5
 
 
 def test_ties_keep_the_logged_order() -> None:
     """A constant scorer is the production order: ties never reorder a slate."""
     y = np.array([[0, 3, 1, -1]])
-    assert M.ndcg(np.zeros((1, 4)), y, 3)[0] == pytest.approx(brute_ndcg([0, 0, 0], [0, 3, 1], 3))
+    assert evaluation.ndcg(np.zeros((1, 4)), y, 3)[0] == pytest.approx(brute_ndcg([0, 0, 0], [0, 3, 1], 3))
 
 
 def test_pad_groups_and_bootstrap() -> None:
-    out = M.pad_groups(np.array([1, 2, 3, 4, 5, 6]), np.array([2, 3, 1]))
+    out = evaluation.pad_groups(np.array([1, 2, 3, 4, 5, 6]), np.array([2, 3, 1]))
     np.testing.assert_array_equal(out, [[1, 2, -1], [3, 4, 5], [6, -1, -1]])
-    lo, hi = M.bootstrap_interval(np.array([0.2, 0.4, 0.6, 0.8, np.nan]), np.random.default_rng(0))
+    lo, hi = evaluation.bootstrap_interval(np.array([0.2, 0.4, 0.6, 0.8, np.nan]), np.random.default_rng(0))
     assert 0.2 < lo < 0.5 < hi < 0.8
 
 
@@ -105,7 +105,7 @@ def test_reranker_ignores_padding_and_learns_a_listwise_loss(kind: str) -> None:
     short.x[..., 0] = np.where(short.y >= 0, short.y, 0)
     s_alone = score(model, short)[0, :6]
     np.testing.assert_allclose(s_alone, score(model, b)[0, :6], rtol=1e-5, atol=1e-6)
-    before = np.nanmean(M.ndcg(score(model, b), b.y, 3))
+    before = np.nanmean(evaluation.ndcg(score(model, b), b.y, 3))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     x, q, t, y = (torch.as_tensor(a) for a in (b.x, b.q, b.t, b.y))
     for _ in range(60):
@@ -114,7 +114,7 @@ def test_reranker_ignores_padding_and_learns_a_listwise_loss(kind: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    after = np.nanmean(M.ndcg(score(model, b), b.y, 3))
+    after = np.nanmean(evaluation.ndcg(score(model, b), b.y, 3))
     assert after > max(before, 0.95)
 
 

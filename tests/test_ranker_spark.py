@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.ranking import evaluation as M
+from retrieval.ranking import evaluation
 from retrieval.ranking.spark_ranker import check_groups, fit_xgb, group_partitions, prepare_groups, with_qid
 
 
@@ -63,9 +63,9 @@ def ndcg_of(model: Any, frame: Any) -> float:
     pdf = model.transform(frame).select("qid", "position", "label", "p").toPandas()
     pdf = pdf.sort_values(["qid", "position"])
     groups = pdf.groupby("qid", sort=False).size().to_numpy()
-    s = M.pad_groups(pdf["p"].to_numpy(), groups, -np.inf)
-    y = M.pad_groups(pdf["label"].to_numpy(), groups, -1)
-    return M.mean(M.ndcg(s, y, 10))
+    s = evaluation.pad_groups(pdf["p"].to_numpy(), groups, -np.inf)
+    y = evaluation.pad_groups(pdf["label"].to_numpy(), groups, -1)
+    return evaluation.mean(evaluation.ndcg(s, y, 10))
 
 
 def test_split_groups_train_a_different_model(frame: Any) -> None:

@@ -163,7 +163,7 @@ def test_evaluate_on_a_new_gallery_is_one_command(spark: Any, visual: dict[str, 
 
 
 def test_offers_without_a_usable_photo_are_quarantined_with_a_reason(spark: Any) -> None:
-    from retrieval.visual import spark_visual as sv
+    from retrieval.visual import spark_visual
 
     offers = spark.createDataFrame(
         [
@@ -174,7 +174,7 @@ def test_offers_without_a_usable_photo_are_quarantined_with_a_reason(spark: Any)
         ],
         "offer_id bigint, image_ref string, deleted boolean",
     )
-    ok, bad = sv.synthetic_sources(offers)
+    ok, bad = spark_visual.synthetic_sources(offers)
     assert [(r["image_id"], r["label"]) for r in ok.collect()] == [(1, 0xA)]
     assert sorted((r["image_id"], r["reason"]) for r in bad.collect()) == [
         (2, "no_image"),

@@ -41,7 +41,7 @@ def _ddl(schema: pa.Schema) -> str:
 
 
 def _offer_blocks(cfg_dict: dict[str, Any]) -> Any:
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def generate_products(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cfg = config.from_dict(cfg_dict)
         cat = Catalog(cfg.synth, cfg.seed)
         step = cfg.synth.offers_per_task
@@ -50,11 +50,11 @@ def _offer_blocks(cfg_dict: dict[str, Any]) -> Any:
                 lo, hi = block * step, min((block + 1) * step, cfg.synth.products)
                 yield from generate_offers(cat, lo, hi, block).to_batches(max_chunksize=20000)
 
-    return run
+    return generate_products
 
 
 def _session_blocks(cfg_dict: dict[str, Any]) -> Any:
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def simulate_sessions(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cfg = config.from_dict(cfg_dict)
         sim = SessionSimulator(Catalog(cfg.synth, cfg.seed))
         step = cfg.synth.sessions_per_task
@@ -80,7 +80,7 @@ def _session_blocks(cfg_dict: dict[str, Any]) -> Any:
                 )
                 yield from pa.concat_tables([ev.cast(_SESSION_OUT), rel_rows]).to_batches(max_chunksize=50000)
 
-    return run
+    return simulate_sessions
 
 
 @dataclass
