@@ -57,12 +57,17 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     uri = storage.join(root, "report", "index.html")
     storage.write_bytes_atomic(uri, page.encode("utf-8"))
     missing = [s.title for s in built if any('class="missing"' in p for p in s.parts)]
+    outputs = {"report/index.html": uri}
+    if cfg.report.ablations:  # the benchmark run (conf/bench.yaml): its ablations, for every report
+        outputs["ablations"] = storage.join(cfg.paths.results, f"{cfg.report.ablations}.json")
+        command = "./submit.sh pipeline --config conf/bench.yaml"
+        storage.write_json_atomic(outputs["ablations"], sections.ablations_payload(m, command))
     return {
         "report": uri,
         "stages_reported": list(m),
         "popularity": popularity,
         "rows_out": len(m),
-        "outputs": {"report/index.html": uri},
+        "outputs": outputs,
         "artifacts": {"report": uri},  # tracked with the run (retrieval.tracking)
         "summary": [
             f"report of {len(m)} stages: {storage.absolute(uri)} (open it in a browser)",

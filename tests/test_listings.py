@@ -180,3 +180,47 @@ def test_spark_listing_features_equal_the_pure_ones(spark: Any) -> None:
     assert got[("q1", 3)]["ctr_prior"] == pytest.approx((0 + 20 * mu_c) / (0 + 20))
     assert got[("q2", 5)]["ctr_prior"] == pytest.approx((0 + 20 * mu_c) / (model.examination[4] + 20))
     assert got[("q1", 5)]["pop_log"] == 0.0  # the view of offer 5 happened in the test period
+
+
+@pytest.mark.spark
+def test_thinning_keeps_clicks_the_top_and_test_listings_and_their_whole_listing_features(spark: Any) -> None:
+    from retrieval.mining import spark_listings
+
+    t0 = datetime(2026, 10, 1, 10)
+    offers = spark.createDataFrame(
+        [(i, f"thing {i % 7}", i % 3, float(i)) for i in range(1, 301)],
+        "offer_id bigint, title string, category_id int, price double",
+    )
+    train_list, test_list = list(range(1, 201)), list(range(101, 301))
+    events = spark.createDataFrame(
+        [
+            ("s1", t0, "search", None, "q1", "thing 3", train_list, None),
+            ("s1", t0 + timedelta(seconds=5), "click", 150, "q1", None, None, 150),
+            ("s2", t0 + timedelta(days=1), "search", None, "q2", "thing 4", test_list, None),
+        ],
+        "session_id string, ts timestamp, event string, offer_id bigint, query_id string, query_text string, "
+        "listing array<bigint>, position int",
+    )
+    splits = spark.createDataFrame([("s1", "train"), ("s2", "test")], "session_id string, split string")
+    rows = spark_listings.shown(events, splits)
+    model = PositionBias(np.array([1.0, 0.6, 0.4, 0.3, 0.25]), eta=1.0)
+
+    def table(cfg: ListingsSection) -> dict[tuple[str, int], dict[str, Any]]:
+        out = spark_listings.add_features(rows, events, offers, splits, model, cfg, 300, seed=3)
+        return {(r.query_id, r.offer_id): r.asDict() for r in out.collect()}
+
+    whole, thin = table(ListingsSection()), table(ListingsSection(negative_rate=0.25, keep_top=10))
+    assert len(whole) == 400 and all(r["weight"] == 1.0 for r in whole.values())
+    train = {k: r for k, r in thin.items() if k[0] == "q1"}
+    assert sum(1 for k in thin if k[0] == "q2") == 200  # the test listing stays whole
+    assert all(("q1", o) in train for o in train_list[:10]) and ("q1", 150) in train  # the top, the click
+    drawn = [r for r in train.values() if r["position"] > 10 and r["label"] == 0]
+    assert 0.15 * 189 < len(drawn) < 0.35 * 189 and all(r["weight"] == 4.0 for r in drawn)
+    assert all(r["weight"] == 1.0 for r in train.values() if r["position"] <= 10 or r["label"] > 0)
+    for key, row in thin.items():  # a kept row's features are its place in the whole listing
+        assert {k: v for k, v in row.items() if k != "weight"} == {
+            k: v for k, v in whole[key].items() if k != "weight"
+        }
+    assert sum(r["weight"] for r in train.values()) == pytest.approx(
+        200, rel=0.3
+    )  # weights estimate the count

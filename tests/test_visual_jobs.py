@@ -23,7 +23,8 @@ def visual(
     from retrieval.cli import run_stage
 
     results = tmp_path_factory.mktemp("results")
-    cfg = make_config(marketplace["root"], f"paths.results={results}", "visual.name=tiny")
+    every = "visual.variants=[shop_only, street, seamless, blur, natural_bg, uniform_bg]"  # the ablations too
+    cfg = make_config(marketplace["root"], f"paths.results={results}", "visual.name=tiny", every)
     out = {"cfg": cfg, "results": results}
     for name, job in (
         ("visual_pairs", visual_pairs),

@@ -123,7 +123,9 @@ LISTING_FEATURES = (
 )
 LISTINGS = Contract(
     "listings",
-    _c("query_id string, offer_id bigint, position int, label int, propensity double, split string"),
+    _c(
+        "query_id string, offer_id bigint, position int, label int, propensity double, weight double, split string"
+    ),
     extra_columns=True,
     producer="mine_listings",
 )

@@ -148,6 +148,24 @@ def title_index(offers: DataFrame) -> tuple[DataFrame, DataFrame, TitleStats]:
     return tf, idf, TitleStats(float(stats["avgdl"] or 0.0), n)
 
 
+def sample_impressions(rows: DataFrame, cfg: ListingsSection, seed: int) -> DataFrame:
+    """Keeps every row of a test listing, and of a training listing every clicked (label > 0) row and
+    every row in the top ``cfg.keep_top`` positions; of the other training rows (unclicked, below the
+    top) a seeded hash keeps ``cfg.negative_rate``. ``weight`` is the inverse of a row's keep
+    probability (1, or 1 / rate), so sums over the kept rows estimate sums over all of them."""
+    from pyspark.sql import functions as F
+
+    if cfg.negative_rate >= 1.0:
+        return rows.withColumn("weight", F.lit(1.0))
+    certain = (F.col("split") != "train") | (F.col("label") > 0) | (F.col("position") <= cfg.keep_top)
+    drawn = (F.abs(F.xxhash64("query_id", "offer_id", F.lit(seed))) % 1_000_000) < int(
+        cfg.negative_rate * 1_000_000
+    )
+    return rows.where(certain | drawn).withColumn(
+        "weight", F.when(certain, F.lit(1.0)).otherwise(F.lit(1.0 / cfg.negative_rate))
+    )
+
+
 def add_features(
     rows: DataFrame,
     events: DataFrame,
@@ -156,8 +174,12 @@ def add_features(
     model: PositionBias,
     cfg: ListingsSection,
     max_position: int,
+    seed: int = 0,
 ) -> DataFrame:
-    """Adds propensity and every feature of ``FEATURES`` (see the module docstring) to ``shown`` rows."""
+    """Adds propensity and every feature of ``FEATURES`` (see the module docstring) to ``shown`` rows,
+    and ``weight``. The features of a row's listing (size, price rank and z-score, category share) and
+    the priors see every row shown; then :func:`sample_impressions` thins the training rows, before
+    the per-row work (the title and query joins, BM25) and the write."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -222,13 +244,8 @@ def add_features(
     listing = Window.partitionBy("query_id")
     by_price = Window.partitionBy("query_id").orderBy(F.col("price").asc_nulls_last())
     head = Window.partitionBy("query_id", "category_id")
-    out = (
+    in_context = (
         rows.join(offers.select("offer_id", "price", "category_id"), "offer_id", "left")
-        .join(tf, "offer_id", "left")
-        .join(q_idf, "query_id", "left")
-        .join(per_offer, "offer_id", "left")
-        .join(per_fold, ["offer_id", "_fold"], "left")
-        .join(views, "offer_id", "left")
         .withColumn("listing_size", F.count(F.lit(1)).over(listing).cast("int"))
         .withColumn("price_rank", F.rank().over(by_price).cast("int"))
         .withColumn(
@@ -247,6 +264,14 @@ def add_features(
                 / F.least(F.lit(10), F.col("listing_size")),
             ).otherwise(F.lit(0.0)),
         )
+    )
+    out = (
+        sample_impressions(in_context, cfg, seed)
+        .join(tf, "offer_id", "left")
+        .join(q_idf, "query_id", "left")
+        .join(per_offer, "offer_id", "left")
+        .join(per_fold, ["offer_id", "_fold"], "left")
+        .join(views, "offer_id", "left")
         .withColumn("pop_log", F.log1p(F.coalesce(F.col("_views"), F.lit(0)).cast("double")))
         .withColumn("ctr_prior", (other("_clk") + a * mu_c) / (other("_exp") + a))
         .withColumn("buy_prior", (other("_buy") + a * mu_b) / (other("_exp") + a))
@@ -267,6 +292,7 @@ def add_features(
         "position",
         "label",
         "propensity",
+        "weight",
         "split",
         "session_id",
         "ts",

@@ -31,21 +31,22 @@ S_TITLE, S_OFFER_PRICE, S_UPDATED, S_MISCAT, S_IMAGE, S_SHOT, S_SELLER_STYLE, S_
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser, vectorised: uint64 -> uint64 (wrapping arithmetic is intended)."""
+    """splitmix64 finaliser, vectorised: uint64 -> uint64 (wrapping arithmetic is intended).
+
+    Computed on a 1-d view: numpy wraps array arithmetic silently, while 0-d (scalar) arithmetic
+    would warn on overflow, and an ``errstate`` around every call costs more than the hash."""
     x = np.asarray(x, dtype=_U64)
-    with np.errstate(over="ignore"):
-        z = x + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-    return np.asarray(z ^ (z >> _U64(31)), dtype=_U64)
+    z = x.reshape(-1) + _U64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return (z ^ (z >> _U64(31))).reshape(x.shape)
 
 
 def hash64(seed: int, stream: int, *keys: np.ndarray | int) -> np.ndarray:
     """A 64-bit hash of ``(seed, stream, *keys)``; keys broadcast like numpy arrays."""
     h = mix64(np.asarray((seed * 1_000_003 + stream) & 0xFFFFFFFFFFFFFFFF, dtype=_U64))
     for k in keys:
-        with np.errstate(over="ignore"):
-            h = mix64(h ^ np.asarray(k, dtype=np.int64).astype(_U64))
+        h = mix64(h ^ np.asarray(k, dtype=np.int64).astype(_U64))
     return h
 
 
@@ -131,6 +132,12 @@ class Catalog:
         order = np.argsort(-(share - counts), kind="stable")
         counts[order[:remainder]] += 1
         return np.asarray(counts + base)
+
+    @cached_property
+    def _offer_scramble(self) -> tuple[np.uint64, np.uint64]:
+        """offer_id's multiplier (odd: a bijection mod 2^40) and mask."""
+        mult = _U64((int(hash64(self.seed, 98, 1)) & 0xFFFFFF) | 1)
+        return mult, _U64(int(hash64(self.seed, 98, 2)) & MASK40)
 
     def _affine_permutation(self, n: int) -> tuple[int, int]:
         if n <= 1:
@@ -274,13 +281,10 @@ class Catalog:
 
         Ids look arbitrary (no product structure leaks through them) yet stay unique.
         """
-        x = np.asarray(p, dtype=np.int64).astype(_U64) * _U64(self.cfg.max_offers_per_product) + np.asarray(
-            k
-        ).astype(_U64)
-        mult = _U64((int(hash64(self.seed, 98, 1)) & 0xFFFFFF) | 1)  # odd: a bijection mod 2^40
-        xor = _U64(int(hash64(self.seed, 98, 2)) & MASK40)
-        with np.errstate(over="ignore"):
-            y = ((x * mult) & _U64(MASK40)) ^ xor
+        x = np.asarray(p, dtype=np.int64).astype(_U64).reshape(-1) * _U64(self.cfg.max_offers_per_product)
+        x = x + np.asarray(k).astype(_U64).reshape(-1)
+        mult, xor = self._offer_scramble
+        y = ((x * mult) & _U64(MASK40)) ^ xor
         return y.astype(np.int64)
 
     def relation_grade(self, intent: int, p: np.ndarray) -> np.ndarray:
