@@ -46,7 +46,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     embeddings = read_table(spark, root, tables.EMBEDDINGS)
 
     def neighbours(queries: DataFrame, k: int) -> DataFrame:
-        return search_neighbours(queries, manifest, uri, k, ix.nprobe, ix.k_factor, ix.threads)
+        nprobe = ix.nprobe or manifest.nprobe or 16  # pinned, else the one build_index chose
+        return search_neighbours(queries, manifest, uri, k, nprobe, ix.k_factor, ix.threads)
 
     def carousels(found: DataFrame) -> DataFrame:
         return to_recs(found, keys, r.k, r.category_cap, manifest.model_version)

@@ -293,3 +293,44 @@ def test_incremental_update_then_compaction_equals_a_full_rebuild(
 
     (di, ii), (df, if_) = search_all(ui, mi), search_all(uf, mf)
     assert np.allclose(di, df, atol=1e-5) and ((ii == if_) | np.isclose(di, df, atol=1e-5)).all()
+
+
+def test_the_planned_index_follows_the_catalogue() -> None:
+    from retrieval.index.planning import choose_nprobe, nprobe_candidates, plan_index
+
+    assert plan_index(1_000, 64).factory == "Flat"
+    plans = {n: plan_index(n, 64) for n in (60_000, 1_000_000, 250_000_000)}
+    assert [p.factory for p in plans.values()] == ["IVF1024,Flat", "IVF4096,Flat", "IVF65536,Flat"]
+    for n, p in plans.items():  # ~4 sqrt(n) lists, each with >= 39 training vectors
+        assert 2 * n**0.5 <= p.nlist <= 8 * n**0.5 and p.train_size >= 39 * p.nlist
+    small = plan_index(250_000_000, 64, memory_bytes=16 * 2**30)  # 64 GB of flat codes over 16 GB
+    assert small.factory == "IVF65536,PQ64x8" and small.bytes_per_vector * 250_000_000 <= 16 * 2**30
+    tight = plan_index(250_000_000, 64, memory_bytes=4 * 2**30)
+    assert tight.factory == "IVF65536,PQ16x8"
+    assert nprobe_candidates(64) == [1, 2, 4, 8, 16, 32, 64]
+    assert choose_nprobe({1: 0.6, 2: 0.8, 4: 0.96, 8: 0.99}, 0.95) == 4
+    assert choose_nprobe({1: 0.6, 2: 0.8}, 0.95) == 2  # none reaches it: the best tried
+
+
+@pytest.mark.spark
+def test_a_planned_index_chooses_its_nprobe_for_the_target_recall(
+    spark: Any, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.conftest import make_config
+
+    from retrieval.index.spark_index import current
+
+    root = tmp_path / "planned"
+    for part in ("offers", "pairs", "models", "_metrics"):
+        shutil.copytree(Path(trained["cfg"].paths.root) / part, root / part)
+    cfg = make_config(root, "index.factory=", "index.nprobe=0", "index.target_recall=0.9")
+    for stage in ("embed_offers", "build_index"):
+        out = _stage(spark, cfg, stage)
+    n = out["vectors"]
+    assert (
+        out["index_factory"] == f"IVF{min(2 ** round(np.log2(4 * n**0.5)), 2 ** int(np.log2(n // 39)))},Flat"
+    )
+    tried = {int(p): r for p, r in out["plan"]["recall_at_10_by_nprobe"].items()}
+    assert out["nprobe"] == min(p for p, r in tried.items() if r >= 0.9) and out["plan"]["planned"]
+    assert out["recall_at_10_vs_exact"] >= 0.85  # chosen on other queries than it is reported on
+    assert current(str(root))[1].nprobe == out["nprobe"]  # the manifest carries it to precompute_recs

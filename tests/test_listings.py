@@ -209,7 +209,10 @@ def test_thinning_keeps_clicks_the_top_and_test_listings_and_their_whole_listing
         out = spark_listings.add_features(rows, events, offers, splits, model, cfg, 300, seed=3)
         return {(r.query_id, r.offer_id): r.asDict() for r in out.collect()}
 
-    whole, thin = table(ListingsSection()), table(ListingsSection(negative_rate=0.25, keep_top=10))
+    whole, thin = (
+        table(ListingsSection(negative_rate=1.0)),
+        table(ListingsSection(negative_rate=0.25, keep_top=10)),
+    )
     assert len(whole) == 400 and all(r["weight"] == 1.0 for r in whole.values())
     train = {k: r for k, r in thin.items() if k[0] == "q1"}
     assert sum(1 for k in thin if k[0] == "q2") == 200  # the test listing stays whole

@@ -7,12 +7,24 @@ them and their top-K, never the catalogue); the pure metrics are ``retrieval.eva
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+
+def with_ids(df: DataFrame, column: str, ids: Iterable[int]) -> DataFrame:
+    """The rows of ``df`` whose ``column`` is one of ``ids`` (a bounded set): a broadcast join, not an
+    ``isin`` of thousands of literals, which Spark plans and ships slowly."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    wanted = spark.createDataFrame(pd.DataFrame({column: np.asarray(sorted(set(ids)), dtype=np.int64)}))
+    return df.join(F.broadcast(wanted), column)
 
 
 def sample_queries(pairs: DataFrame, n: int, seed: int) -> tuple[np.ndarray, list[set[int]]]:
@@ -49,7 +61,7 @@ def cooccurrence_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.nd
 
     pos = {int(q): i for i, q in enumerate(query_ids)}
     rows = (
-        pairs.where((F.col("split") == "train") & F.col("query_offer_id").isin(list(pos)))
+        with_ids(pairs.where(F.col("split") == "train"), "query_offer_id", pos)
         .withColumn(
             "_r",
             F.row_number().over(
@@ -101,7 +113,7 @@ def recs_recall(
         return {"product": {"recs": None}, "offer": {"recs": None}}
     got = {
         int(row["offer_id"]): [int(x) for x in row["ids"]]
-        for row in recs.where(F.col("offer_id").isin([int(q) for q in queries]))
+        for row in with_ids(recs, "offer_id", queries.tolist())
         .select("offer_id", F.col("recs.offer_id").alias("ids"))
         .collect()
     }
@@ -110,7 +122,7 @@ def recs_recall(
     ranked["popularity"] = popularity_top_k(pairs, queries, k)
     ids = {int(q) for q in queries} | {int(t) for ts in targets for t in ts}
     ids |= {int(x) for r_ in ranked.values() for x in r_.reshape(-1) if x >= 0}
-    key = {int(r["offer_id"]): r["key"] for r in keys.where(F.col("offer_id").isin(list(ids))).collect()}
+    key = {int(r["offer_id"]): r["key"] for r in with_ids(keys, "offer_id", ids).collect()}
     targets = [
         {t for t in ts if key.get(t) != key.get(int(q))} for q, ts in zip(queries, targets, strict=True)
     ]

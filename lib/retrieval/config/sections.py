@@ -257,22 +257,42 @@ class EmbedSection:
 class IndexSection:
     """build_index: one trained quantizer, one faiss shard per partition of the embeddings."""
 
-    factory: str = "IVF256,Flat"  # faiss factory string: Flat, IVF4096,Flat, OPQ16,IVF65536,PQ16x8, ...,RFlat
+    # a faiss factory string (Flat, IVF4096,Flat, OPQ16,IVF65536,PQ16x8, ...,RFlat); empty = planned
+    # from the number of vectors and memory_gb (index.planning: IVF with ~lists_per_sqrt x sqrt(n) lists)
+    factory: str = ""
+    memory_gb: float = (
+        0.0  # planned index: the codes' memory budget (above it, product quantisation); 0 = none
+    )
+    lists_per_sqrt: float = 4.0  # planned index: inverted lists per sqrt(vectors) (autofaiss: 4-16)
     shards: int = 4  # shards (= partitions of the embeddings when the index is built)
     train_size: int = (
-        100000  # vectors sampled to the driver to train the quantizer / codebooks (50-256 x nlist)
+        100000  # vectors sampled to the driver to train the quantizer / codebooks (at least 40 x nlist)
     )
-    nprobe: int = 16  # IVF lists searched per query
+    nprobe: int = (
+        0  # IVF lists searched per query; 0 = the smallest that reaches target_recall (in the manifest)
+    )
+    target_recall: float = 0.97  # nprobe chosen for this recall@10 against exact search, on sampled offers
     k_factor: float = 0.0  # refine step (RFlat): candidates re-ranked = k_factor x k; 0 = faiss default
     threads: int = 1  # faiss threads per task
-    eval_queries: int = 1000  # sampled queries for recall@10 of the index vs exact search
+    eval_queries: int = (
+        1000  # sampled queries for recall@10 of the index vs exact search (and as many to choose nprobe)
+    )
     quantizer: str = ""  # a stored quantizer.faiss to reuse instead of training one (same factory and dim)
     merge: bool = (
         False  # also merge the IVF shards into one on-disk index for serving (merged.faiss + .ivfdata)
     )
 
     def validate(self) -> None:
-        _positive("index", shards=self.shards, nprobe=self.nprobe)
+        _positive("index", shards=self.shards)
+        if (
+            self.nprobe < 0
+            or not 0.0 < self.target_recall <= 1.0
+            or self.lists_per_sqrt <= 0
+            or self.memory_gb < 0
+        ):
+            raise ConfigError(
+                "need index.nprobe >= 0, 0 < index.target_recall <= 1, index.lists_per_sqrt > 0, index.memory_gb >= 0"
+            )
 
 
 @dataclass

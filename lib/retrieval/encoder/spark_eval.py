@@ -17,7 +17,13 @@ import numpy as np
 from retrieval.encoder.spark_embed import rows_to_features
 from retrieval.evaluation import mrr, recall_at_k
 from retrieval.spark import map_in_pandas
-from retrieval.spark_evaluation import cooccurrence_top_k, popularity_top_k, sample_queries, warm_offers
+from retrieval.spark_evaluation import (
+    cooccurrence_top_k,
+    popularity_top_k,
+    sample_queries,
+    warm_offers,
+    with_ids,
+)
 from retrieval.training.spark_inference import broadcast_model, worker_model
 
 if TYPE_CHECKING:
@@ -47,7 +53,7 @@ def encoder_top_k(
     feats = features.join(warm.withColumn("_warm", F.lit(True)), "offer_id", "left").withColumn(
         "_warm", F.coalesce("_warm", F.lit(False))
     )
-    q_rows: Any = feats.where(F.col("offer_id").isin([int(x) for x in query_ids])).toPandas()
+    q_rows: Any = with_ids(feats, "offer_id", query_ids.tolist()).toPandas()
     if len(q_rows) == 0:
         return np.full((len(query_ids), k), -1, dtype=np.int64)
     q_rows = q_rows.set_index("offer_id").loc[[int(x) for x in query_ids]].reset_index()
@@ -95,7 +101,7 @@ def evaluate_encoder(
     {"warm": {method: {metric: value}, "queries": n}, "cold": ...}."""
     queries, targets = sample_queries(pairs, n_queries, seed)
     warm = warm_offers(pairs)
-    warm_ids = {r["offer_id"] for r in warm.where(warm.offer_id.isin([int(q) for q in queries])).collect()}
+    warm_ids = {r["offer_id"] for r in with_ids(warm, "offer_id", queries.tolist()).collect()}
     is_warm = np.array([int(q) in warm_ids for q in queries])
     ranked = {
         "encoder": encoder_top_k(spark, model, features, warm, queries, k, use_ids=True),

@@ -184,6 +184,12 @@ def merge_on_disk(trained: bytes, shard_paths: Sequence[str], index_path: str, i
     return int(index.ntotal)
 
 
+def nlist(trained: bytes) -> int:
+    """Inverted lists of a trained index (0 when it is not an IVF index)."""
+    ivf = _faiss().try_extract_index_ivf(from_bytes(trained))
+    return int(ivf.nlist) if ivf is not None else 0
+
+
 def checksum(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -212,6 +218,8 @@ class Manifest:
     # inside the index directory, written by the executors (the driver never holds the ids).
     tombstones: dict[str, str] = field(default_factory=dict)
     since: dict[str, str] = field(default_factory=dict)  # generation -> the recs.since it was built from
+    nprobe: int = 0  # the lists a search probes, chosen at build time for the target recall (0 = not chosen)
+    plan: dict[str, Any] = field(default_factory=dict)  # how the factory and nprobe were chosen (planning.py)
 
     @property
     def vectors(self) -> int:

@@ -89,6 +89,29 @@ def commit(index_root: str, index_uri: str, manifest: shards.Manifest, previous:
         storage.remove_tree(previous)
 
 
+def _ann_recall(
+    vectors: DataFrame,
+    index_uri: str,
+    manifest: shards.Manifest,
+    ids: np.ndarray,
+    vecs: np.ndarray,
+    exact: np.ndarray,
+    nprobe: int,
+    k_factor: float,
+    threads: int,
+) -> float:
+    """Recall@10 of the sharded index at ``nprobe`` for the query vectors ``vecs`` (ids ``ids``),
+    against their exact top-10 ``exact``."""
+    spark = vectors.sparkSession
+    qdf = spark.createDataFrame(
+        [(int(i), v.tolist()) for i, v in zip(ids, vecs, strict=True)], "offer_id bigint, vector array<float>"
+    ).coalesce(1)
+    found = search_neighbours(qdf, manifest, index_uri, 10, nprobe, k_factor, threads)
+    ann = {r["offer_id"]: list(r["neighbours"]) for r in found.collect()}
+    ranked = np.array([(ann.get(int(i), []) + [-1] * 10)[:10] for i in ids])
+    return recall_at_k(ranked, [set(row[row >= 0].tolist()) for row in exact], 10)
+
+
 def recall_vs_exact(
     vectors: DataFrame,
     index_uri: str,
@@ -104,14 +127,47 @@ def recall_vs_exact(
     if len(ids) == 0:
         return float("nan")
     exact = exact_neighbours(vectors, ids, vecs, 10)
-    spark = vectors.sparkSession
-    qdf = spark.createDataFrame(
-        [(int(i), v.tolist()) for i, v in zip(ids, vecs, strict=True)], "offer_id bigint, vector array<float>"
-    ).coalesce(1)
-    found = search_neighbours(qdf, manifest, index_uri, 10, nprobe, k_factor, threads)
-    ann = {r["offer_id"]: list(r["neighbours"]) for r in found.collect()}
-    ranked = np.array([(ann.get(int(i), []) + [-1] * 10)[:10] for i in ids])
-    return recall_at_k(ranked, [set(row[row >= 0].tolist()) for row in exact], 10)
+    return _ann_recall(vectors, index_uri, manifest, ids, vecs, exact, nprobe, k_factor, threads)
+
+
+def tune_nprobe(
+    vectors: DataFrame,
+    index_uri: str,
+    manifest: shards.Manifest,
+    queries: int,
+    seed: int,
+    target: float,
+    k_factor: float = 0.0,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """The smallest nprobe (a power of two) whose recall@10 against exact search reaches ``target`` on
+    half of a sample of 2 x ``queries`` offers, and the recall at that nprobe on the other half (the
+    figure reported: not the one it was chosen on). One exact pass over every vector, then one small
+    search job per nprobe tried."""
+    from retrieval.index.planning import choose_nprobe, nprobe_candidates
+
+    ids, vecs = sample_vectors(vectors, 2 * queries, seed, with_ids=True)
+    if len(ids) < 2:
+        return {"nprobe": 1, "recall_at_10_vs_exact": float("nan"), "tried": {}}
+    exact = exact_neighbours(vectors, ids, vecs, 10)
+    half = len(ids) // 2
+    lists = shards.nlist(storage.read_bytes(storage.join(index_uri, shards.QUANTIZER)))
+    tried: dict[int, float] = {}
+    for p in nprobe_candidates(lists):
+        tried[p] = round(
+            _ann_recall(
+                vectors, index_uri, manifest, ids[:half], vecs[:half], exact[:half], p, k_factor, threads
+            ),
+            4,
+        )
+        log.info("nprobe %d of %d lists: recall@10 %.4f (target %.2f)", p, lists, tried[p], target)
+        if tried[p] >= target:
+            break
+    nprobe = choose_nprobe(tried, target)
+    check = _ann_recall(
+        vectors, index_uri, manifest, ids[half:], vecs[half:], exact[half:], nprobe, k_factor, threads
+    )
+    return {"nprobe": nprobe, "recall_at_10_vs_exact": check, "tried": {str(p): r for p, r in tried.items()}}
 
 
 def merge_for_serving(index_uri: str, manifest: shards.Manifest) -> str:
@@ -168,3 +224,52 @@ def build_planned(
     manifest = write_index(vectors, uri, trained, n_shards, version, model_version, factory)
     commit(index_root, uri, manifest)
     return uri, manifest
+
+
+def full_build(
+    embeddings: DataFrame, ix: Any, root: str, mode: str, model_version: str, seed: int
+) -> tuple[str, shards.Manifest, str | None]:
+    """A new index version of every embedding (``mode`` full or compact): (its uri, its manifest, the
+    version it replaces when compacting). The factory is ``ix.factory``, or planned from the number of
+    vectors and ``ix.memory_gb`` (``planning.plan_index``); the quantizer trained on a hash sample,
+    read from ``ix.quantizer``, or (compact) the live one's."""
+    from retrieval.artifacts import content_version
+    from retrieval.index.planning import plan_index
+    from retrieval.index.spark_index import current, index_root
+
+    first = embeddings.first()
+    dim = len(first["vector"]) if first is not None else 1
+    plan = plan_index(
+        max(embeddings.count(), 1), dim, int(ix.memory_gb * 2**30), ix.train_size, ix.lists_per_sqrt
+    )
+    factory, source, previous = ix.factory or plan.factory, "", None
+    if mode == "compact":
+        previous, old = current(root)
+        trained, factory = storage.read_bytes(storage.join(previous, shards.QUANTIZER)), old.factory
+        source = f"compacted from {old.version} (generation {old.generation})"
+    elif ix.quantizer:
+        trained = storage.read_bytes(ix.quantizer)
+    else:
+        trained = train_quantizer(embeddings, factory, max(ix.train_size, plan.train_size), seed)
+    identity = {"model_version": model_version, "factory": factory, "shards": ix.shards, "source": source}
+    version = content_version({**identity, "quantizer": shards.checksum(trained)})
+    uri = storage.join(index_root(root), version)
+    manifest = write_index(embeddings, uri, trained, ix.shards, version, model_version, factory, ix.threads)
+    manifest.plan = {"planned": not ix.factory, "reason": "index.factory" if ix.factory else plan.reason}
+    return uri, manifest, previous
+
+
+def set_nprobe(embeddings: DataFrame, uri: str, manifest: shards.Manifest, ix: Any, seed: int) -> float:
+    """Sets ``manifest.nprobe``: ``ix.nprobe`` when pinned, the live one's on an incremental update
+    (already in ``manifest``), else the smallest reaching ``ix.target_recall`` (:func:`tune_nprobe`).
+    Returns recall@10 against exact search at that nprobe, on sampled offers it was not chosen on."""
+    if ix.nprobe or manifest.nprobe:
+        manifest.nprobe = ix.nprobe or manifest.nprobe
+        args = (ix.eval_queries, seed, manifest.nprobe, ix.k_factor, ix.threads)
+        return recall_vs_exact(embeddings, uri, manifest, *args)
+    tuned = tune_nprobe(
+        embeddings, uri, manifest, ix.eval_queries, seed, ix.target_recall, ix.k_factor, ix.threads
+    )
+    manifest.nprobe = tuned["nprobe"]
+    manifest.plan.update({"target_recall": ix.target_recall, "recall_at_10_by_nprobe": tuned["tried"]})
+    return float(tuned["recall_at_10_vs_exact"])

@@ -49,15 +49,19 @@ def with_qid(df: DataFrame) -> DataFrame:
 
 
 def sample_searches(
-    listings: DataFrame, split: str, n: int, seed: int, clicked_only: bool, skip: int = 0
+    searches: DataFrame, split: str, n: int, seed: int, clicked_only: bool, skip: int = 0
 ) -> DataFrame:
     """query_ids of about ``n`` searches of ``split`` (all if ``n`` is 0 or more than there is), chosen
     by a seeded hash (reruns agree); ``clicked_only`` keeps searches with a positive label (a listing
     without one has nothing to learn from). ``skip``: leave out the first ``skip`` searches' share of
-    the hash range, so a second sample is disjoint from the first."""
+    the hash range, so a second sample is disjoint from the first.
+
+    ``searches``: one row per search (query_id, split, ``_top`` its best label), or listing rows."""
     from pyspark.sql import functions as F
 
-    q = listings.where(F.col("split") == split).groupBy("query_id").agg(F.max("label").alias("_top"))
+    if "_top" not in searches.columns:
+        searches = searches.groupBy("query_id", "split").agg(F.max("label").alias("_top"))
+    q = searches.where(F.col("split") == split)
     if clicked_only:
         q = q.where(F.col("_top") > 0)
     if not n and not skip:

@@ -44,18 +44,17 @@ def dnn_inputs(cfg: Config) -> list[str]:
     return [*cfg.ranker.features, *FIRST_STAGE]
 
 
-def with_grades(spark: SparkSession, root: str, listings: DataFrame) -> DataFrame:
-    """Adds ``grade``: the true relevance where the data has it (synthetic), else null. For grading only."""
+def with_grades(spark: SparkSession, root: str, listings: DataFrame, searches: DataFrame) -> DataFrame:
+    """Adds ``grade``: the true relevance where the data has it (synthetic), else null. For grading only.
+    ``searches`` (query_id, a bounded sample) narrows the truth before the join: it has a row per
+    offer shown in every search."""
     from pyspark.sql import functions as F
 
     if not exists(spark, tables.path(root, tables.TRUTH_RELEVANCE)):
         return listings.withColumn("grade", F.lit(None).cast("int"))
-    truth = read_table(spark, root, tables.TRUTH_RELEVANCE).withColumnRenamed("grade", "_g")
-    return (
-        listings.join(truth, ["query_id", "offer_id"], "left")
-        .withColumn("grade", F.col("_g").cast("int"))
-        .drop("_g")
-    )
+    truth = read_table(spark, root, tables.TRUTH_RELEVANCE).join(F.broadcast(searches), "query_id")
+    grades = truth.select("query_id", "offer_id", F.col("grade").cast("int").alias("grade"))
+    return listings.join(grades, ["query_id", "offer_id"], "left")
 
 
 def search_roles(listings: DataFrame, cfg: Config) -> DataFrame:
@@ -64,13 +63,14 @@ def search_roles(listings: DataFrame, cfg: Config) -> DataFrame:
     from pyspark.sql import functions as F
 
     rk = cfg.ranker
-    xgb_q = sample_searches(listings, "train", rk.train_queries, cfg.seed, clicked_only=True)
+    per_search = listings.groupBy("query_id", "split").agg(F.max("label").alias("_top")).cache()
+    xgb_q = sample_searches(per_search, "train", rk.train_queries, cfg.seed, clicked_only=True)
     dnn_q = xgb_q
     if rk.dnn_queries and rk.train_queries:
         dnn_q = sample_searches(
-            listings, "train", rk.dnn_queries, cfg.seed, clicked_only=True, skip=rk.train_queries
+            per_search, "train", rk.dnn_queries, cfg.seed, clicked_only=True, skip=rk.train_queries
         )
-    test_q = sample_searches(listings, "test", rk.eval_queries, cfg.seed, clicked_only=False)
+    test_q = sample_searches(per_search, "test", rk.eval_queries, cfg.seed, clicked_only=False)
     return (
         xgb_q.withColumn("role", F.lit("xgb"))
         .union(dnn_q.withColumn("role", F.lit("dnn")))
@@ -106,11 +106,12 @@ def xgb_stage(spark: SparkSession, cfg: Config, encoder: Any = None) -> dict[str
     from pyspark.sql import functions as F
 
     root, rk = cfg.paths.root, cfg.ranker
-    listings = with_grades(spark, root, read_table(spark, root, tables.LISTINGS))
-    roles = F.broadcast(search_roles(listings, cfg))
-    rows = with_qid(numeric(listings.join(roles, "query_id"), rk.features)).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    listings = read_table(spark, root, tables.LISTINGS)
+    # the sampled searches (bounded by ranker.*_queries), each with its dense qid, then their rows
+    roles = with_qid(search_roles(listings, cfg)).cache()
+    sampled = listings.join(F.broadcast(roles), "query_id")
+    rows = numeric(with_grades(spark, root, sampled, roles.select("query_id").distinct()), rk.features)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     train = prepare_groups(rows.where(F.col("role") == "xgb"), rk.xgb_workers)
     counts = {
         r["role"]: (r["q"], r["n"])

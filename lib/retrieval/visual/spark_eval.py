@@ -139,7 +139,7 @@ def index_accuracy(
     k_all = 5 * max(1, round(n / max(len(test), 1))) + 20
     found = {
         -int(r["offer_id"]) - 1: [int(x) for x in r["neighbours"] if int(x) in test][:5]
-        for r in search_neighbours(qdf, manifest, index_uri, k_all, nprobe=16).collect()
+        for r in search_neighbours(qdf, manifest, index_uri, k_all, nprobe=manifest.nprobe or 16).collect()
     }
     hits = np.mean([any(test[g] == query_labels[i] for g in found.get(i, [])) for i in range(len(queries))])
     g = test_rows.orderBy("image_id").collect()
