@@ -114,3 +114,41 @@ def test_components_are_resolved_by_name_with_their_arguments() -> None:
         resolve("n", {}, {"m": margin_loss}, "visual.loss")
     with pytest.raises(ConfigError, match=r"visual\.loss\.args: m takes no temperature"):
         resolve("m", {"temperature": 2}, {"m": margin_loss}, "visual.loss")
+
+
+def _average_on_rank(rank: int, world: int, store: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from retrieval.training.distributed import average_gradients
+
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world)})
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 4, mode="sum", sparse=True), torch.nn.Linear(4, 1))
+    ids = (
+        torch.tensor([[1, 2, 3], [3, 4, 5]]) if rank == 0 else torch.tensor([[3, 7, 8], [9, 9, 1], [2, 2, 2]])
+    )
+    model(ids).sum().backward()
+    average_gradients(model)
+    emb, lin = model[0].weight.grad.to_dense(), model[1].weight.grad
+    torch.save({"emb": emb, "lin": lin}, f"{out}-{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_sparse_gradients_are_averaged_across_ranks_as_ddp_would(tmp_path: Path) -> None:
+    """Two gloo processes, each with its own batch: after average_gradients both hold the mean of the
+    two ranks' gradients (the sparse embedding's as rows, the dense layer's by all-reduce)."""
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "grad")
+    mp.spawn(_average_on_rank, args=(2, str(tmp_path / "store"), out), nprocs=2, join=True)
+    got = [torch.load(f"{out}-{r}.pt") for r in range(2)]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.EmbeddingBag(50, 4, mode="sum", sparse=True), torch.nn.Linear(4, 1))
+    for ids in (torch.tensor([[1, 2, 3], [3, 4, 5]]), torch.tensor([[3, 7, 8], [9, 9, 1], [2, 2, 2]])):
+        model(ids).sum().backward()  # gradients add up: the sum of both ranks' batches
+    want_emb, want_lin = model[0].weight.grad.to_dense() / 2, model[1].weight.grad / 2
+    for g in got:
+        assert torch.allclose(g["emb"], want_emb) and torch.allclose(g["lin"], want_lin)

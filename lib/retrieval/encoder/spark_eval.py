@@ -38,12 +38,12 @@ def encoder_top_k(
     warm: DataFrame,
     query_ids: np.ndarray,
     k: int,
-    use_ids: bool,
-) -> np.ndarray:
-    """Exact inner-product top-``k`` offers for each query offer: [Q, k] ids (-1 padding), self excluded.
-
-    ``use_ids``: warm offers (queries and items) use their id embedding; False = content only.
-    """
+    modes: dict[str, bool],
+) -> dict[str, np.ndarray]:
+    """Exact inner-product top-``k`` offers for each query offer, per mode: {name: [Q, k] ids (-1
+    padding)}, self excluded. A mode's flag says whether warm offers (queries and items) use their id
+    embedding (False: content only). Every mode in one pass over the offers: one broadcast of the
+    model, one build of it per Python worker."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -53,41 +53,46 @@ def encoder_top_k(
     feats = features.join(warm.withColumn("_warm", F.lit(True)), "offer_id", "left").withColumn(
         "_warm", F.coalesce("_warm", F.lit(False))
     )
+    names = list(modes)
     q_rows: Any = with_ids(feats, "offer_id", query_ids.tolist()).toPandas()
     if len(q_rows) == 0:
-        return np.full((len(query_ids), k), -1, dtype=np.int64)
+        return {name: np.full((len(query_ids), k), -1, dtype=np.int64) for name in names}
     q_rows = q_rows.set_index("offer_id").loc[[int(x) for x in query_ids]].reset_index()
-    q_vec = embed(model, rows_to_features(q_rows), use_id=q_rows["_warm"].to_numpy() & use_ids)
+    q_feats, q_warm = rows_to_features(q_rows), q_rows["_warm"].to_numpy()
+    q_vecs = [embed(model, q_feats, use_id=q_warm & modes[name]) for name in names]
     model_bc = broadcast_model(spark, model)
-    bc = spark.sparkContext.broadcast((q_vec, query_ids, k, use_ids))
+    bc = spark.sparkContext.broadcast((q_vecs, query_ids, k, [modes[name] for name in names]))
 
     def partition_top_k(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        qv, qids, kk, ids_on = bc.value
+        qvs, qids, kk, flags = bc.value
         m = worker_model(model_bc.value)  # once per Python worker, not per batch
         for df in frames:
             if len(df) == 0:
                 continue
-            item_ids = df["offer_id"].to_numpy()
-            iv = embed(m, rows_to_features(df), use_id=df["_warm"].to_numpy() & ids_on)
-            dist, ids = exact_search(qv, iv, item_ids, kk, exclude=qids)  # this partition's best per query
-            keep = ids.reshape(-1) >= 0
-            yield pd.DataFrame(
-                {
-                    "q": np.repeat(np.arange(len(qids), dtype=np.int32), kk)[keep],
-                    "item": ids.reshape(-1)[keep],
-                    "score": dist.reshape(-1)[keep],
-                }
-            )
+            item_ids, feats_, warm_ = df["offer_id"].to_numpy(), rows_to_features(df), df["_warm"].to_numpy()
+            for mode, (qv, ids_on) in enumerate(zip(qvs, flags, strict=True)):
+                iv = embed(m, feats_, use_id=warm_ & ids_on)
+                dist, ids = exact_search(
+                    qv, iv, item_ids, kk, exclude=qids
+                )  # this partition's best per query
+                keep = ids.reshape(-1) >= 0
+                yield pd.DataFrame(
+                    {
+                        "mode": np.full(int(keep.sum()), mode, dtype=np.int32),
+                        "q": np.repeat(np.arange(len(qids), dtype=np.int32), kk)[keep],
+                        "item": ids.reshape(-1)[keep],
+                        "score": dist.reshape(-1)[keep],
+                    }
+                )
 
-    partial = map_in_pandas(feats, partition_top_k, "q int, item bigint, score float")
-    best = partial.withColumn(
-        "_r", F.row_number().over(Window.partitionBy("q").orderBy(F.desc("score"), "item"))
-    ).where(F.col("_r") <= k)
-    out = np.full((len(query_ids), k), -1, dtype=np.int64)
+    partial = map_in_pandas(feats, partition_top_k, "mode int, q int, item bigint, score float")
+    order = Window.partitionBy("mode", "q").orderBy(F.desc("score"), "item")
+    best = partial.withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= k)
+    out = {name: np.full((len(query_ids), k), -1, dtype=np.int64) for name in names}
     for r in best.collect():
-        out[r["q"], r["_r"] - 1] = r["item"]
+        out[names[r["mode"]]][r["q"], r["_r"] - 1] = r["item"]
     bc.unpersist()
     model_bc.unpersist()
     return out
@@ -104,8 +109,7 @@ def evaluate_encoder(
     warm_ids = {r["offer_id"] for r in with_ids(warm, "offer_id", queries.tolist()).collect()}
     is_warm = np.array([int(q) in warm_ids for q in queries])
     ranked = {
-        "encoder": encoder_top_k(spark, model, features, warm, queries, k, use_ids=True),
-        "content_only": encoder_top_k(spark, model, features, warm, queries, k, use_ids=False),
+        **encoder_top_k(spark, model, features, warm, queries, k, {"encoder": True, "content_only": False}),
         "cooccurrence": cooccurrence_top_k(pairs, queries, k),
         "popularity": popularity_top_k(pairs, queries, k),
     }

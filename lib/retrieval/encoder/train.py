@@ -142,8 +142,11 @@ def train_step(
     temperature: float,
     device: str,
     queue: CandidateQueue | None = None,
+    sync: Callable[[], None] | None = None,
 ) -> float:
-    """One step of sampled softmax over the batch's candidates (plus the queue's, when given)."""
+    """One step of sampled softmax over the batch's candidates (plus the queue's, when given).
+    ``sync``: called after the backward pass, before the optimizers step (averaging gradients across
+    ranks where DDP does not: ``training.run.TrainingRun.sync_gradients``)."""
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     q = model(to_tensors(batch.query, device))
@@ -160,6 +163,8 @@ def train_step(
         **(queue.negatives() if queue is not None else {}),
     )
     loss.backward()
+    if sync is not None:
+        sync()
     for opt in optimizers:
         opt.step()
     if queue is not None:

@@ -49,7 +49,7 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
     queue = CandidateQueue(enc.queue_size, tower.dim, run.device) if enc.queue_size else None
 
     def step(batch: PairBatch) -> tuple[float, dict[str, float]]:
-        loss = train_step(net, optimizers, batch, enc.temperature, run.device, queue)
+        loss = train_step(net, optimizers, batch, enc.temperature, run.device, queue, run.sync_gradients)
         return loss, {"examples": enc.batch_size}
 
     history = run.epochs("encoder", enc.epochs, feed, step, ("examples",), model, optimizers, start, history)

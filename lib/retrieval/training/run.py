@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from retrieval.training import checkpoints
-from retrieval.training.distributed import start_process, wrap
+from retrieval.training.distributed import average_gradients, has_sparse_gradients, start_process, wrap
 from retrieval.training.feed import Batcher, make_feed
 from retrieval.training.loop import StepOutput, run_epochs
 from retrieval.training.models import save_model
@@ -36,8 +36,16 @@ class TrainingRun:
         )
 
     def wrap(self, model: Any) -> Any:
-        """``model`` in DDP when there are several ranks: what the training step calls."""
+        """``model`` in DDP when there are several ranks: what the training step calls (a model with
+        sparse gradients stays as it is, and its step calls :meth:`sync_gradients`)."""
+        self._sparse = self.world > 1 and has_sparse_gradients(model)
+        self._model = model
         return wrap(model, self.world, self.local_rank, self.device)
+
+    def sync_gradients(self) -> None:
+        """After the backward pass: every rank's gradients averaged, where DDP does not (sparse ones)."""
+        if self._sparse:
+            average_gradients(self._model)
 
     def feed(self, path: str, batch_size: int, to_batch: Batcher, **kw: Any) -> Any:
         """This rank's feed (``runtime.feed``) over the parquet rows under ``path``."""
