@@ -143,37 +143,76 @@ class Sampler(threading.Thread):
             self.done.wait(self.every)
 
 
-def event_totals(log_dir: str) -> dict[str, int]:
-    """Task metrics summed over every task of the applications logged under ``log_dir``."""
-    out = dict.fromkeys(
-        (
-            "tasks",
-            "result_bytes",
-            "shuffle_read_bytes",
-            "shuffle_write_bytes",
-            "memory_spill_bytes",
-            "disk_spill_bytes",
-        ),
-        0,
-    )
-    for path in glob.glob(os.path.join(log_dir, "*")):
+METRICS = (
+    "tasks",
+    "result_bytes",
+    "broadcast_bytes",
+    "broadcast_max_bytes",
+    "shuffle_read_bytes",
+    "shuffle_write_bytes",
+    "memory_spill_bytes",
+    "disk_spill_bytes",
+)
+
+
+def event_totals(log_dir: str, by_group: bool = False) -> dict[str, Any]:
+    """Task metrics summed over every task of the applications logged under ``log_dir`` (Spark's event
+    log, uncompressed); with ``by_group``, per job group ({stage: totals}: ``cli.run_stage`` names
+    each stage's jobs after it).
+
+    ``result_bytes`` are what tasks returned to the driver for actions (collects, counts, and the map
+    statuses of shuffles); ``broadcast_bytes`` what broadcast joins' build sides brought to the driver
+    (jobs run from SQL's async executions), each join bounded by spark.sql.autoBroadcastJoinThreshold,
+    and ``broadcast_max_bytes`` the largest one of them."""
+    group_of_stage: dict[int, str] = {}
+    broadcast_job: dict[int, int] = {}  # stage -> its job, where the job is a broadcast
+    by_job: dict[tuple[str, int], int] = {}
+    out: dict[str, dict[str, int]] = {}
+    # Spark 4 rolls its event log by default: a directory per application, events_<n>_<app> in it
+    paths = sorted(glob.glob(os.path.join(log_dir, "**", "*"), recursive=True))
+    for app, path in enumerate(
+        p for p in paths if os.path.isfile(p) and not os.path.basename(p).startswith("appstatus")
+    ):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
+                if '"SparkListenerJobStart"' in line:
+                    e = json.loads(line)
+                    group = (e.get("Properties") or {}).get("spark.jobGroup.id") or "-"
+                    for info in e.get("Stage Infos", []):
+                        stage = app * 1_000_000 + int(info["Stage ID"])
+                        group_of_stage[stage] = group
+                        if "withThreadLocalCaptured" in info.get("Details", ""):
+                            broadcast_job[stage] = int(e["Job ID"])
+                    continue
                 if '"SparkListenerTaskEnd"' not in line:
                     continue
-                m = json.loads(line).get("Task Metrics") or {}
+                e = json.loads(line)
+                stage = app * 1_000_000 + int(e.get("Stage ID", -1))
+                m = e.get("Task Metrics") or {}
                 read = m.get("Shuffle Read Metrics") or {}
-                out["tasks"] += 1
-                out["result_bytes"] += int(m.get("Result Size", 0))
-                out["shuffle_read_bytes"] += int(read.get("Remote Bytes Read", 0)) + int(
+                group = group_of_stage.get(stage, "-")
+                key = group if by_group else "all"
+                t = out.setdefault(key, dict.fromkeys(METRICS, 0))
+                t["tasks"] += 1
+                size = int(m.get("Result Size", 0))
+                if stage in broadcast_job and e.get("Task Type") == "ResultTask":
+                    t["broadcast_bytes"] += size
+                    job = (key, app * 1_000_000 + broadcast_job[stage])
+                    by_job[job] = by_job.get(job, 0) + size
+                    t["broadcast_max_bytes"] = max(t["broadcast_max_bytes"], by_job[job])
+                else:
+                    t["result_bytes"] += size
+                t["shuffle_read_bytes"] += int(read.get("Remote Bytes Read", 0)) + int(
                     read.get("Local Bytes Read", 0)
                 )
-                out["shuffle_write_bytes"] += int(
+                t["shuffle_write_bytes"] += int(
                     (m.get("Shuffle Write Metrics") or {}).get("Shuffle Bytes Written", 0)
                 )
-                out["memory_spill_bytes"] += int(m.get("Memory Bytes Spilled", 0))
-                out["disk_spill_bytes"] += int(m.get("Disk Bytes Spilled", 0))
-    return out
+                t["memory_spill_bytes"] += int(m.get("Memory Bytes Spilled", 0))
+                t["disk_spill_bytes"] += int(m.get("Disk Bytes Spilled", 0))
+    if by_group:
+        return out
+    return out.get("all", dict.fromkeys(METRICS, 0))
 
 
 def table_rows(root: str, name: str) -> int:
@@ -446,6 +485,7 @@ def report(base: str, out_path: str) -> dict[str, Any]:
         "command": "python -m benchmarks.scale",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "base": BASE,
+        "stages_order": LADDER,
         "rungs": state["rungs"],
         "fits": fits(state),
         "cost_model": cost_model(state),

@@ -303,3 +303,20 @@ def test_a_worker_lost_while_the_encoder_trains(
     assert [h["epoch"] for h in training["history"]] == list(range(epochs))
     assert "attempt 2 of 2 resumes from the last checkpoint" in output
     assert "resuming from" in output  # rank 0 of the second attempt loaded the checkpoint
+
+
+def test_bytes_to_the_driver_do_not_grow_with_the_data(standalone: Any, tmp_path: Path) -> None:
+    """The candidate path and mine_listings at two sizes on the cluster (driver and executors apart),
+    with spark.driver.maxResultSize=4m: what every stage's tasks return to the driver for its actions
+    (their result sizes, from the event log) stays put while the data doubles, a few KB per task aside;
+    each broadcast join's build side stays under spark.sql.autoBroadcastJoinThreshold (2m)."""
+    from benchmarks.driver_bytes import STAGES, measure
+
+    got = measure(standalone.url, "conf/test.yaml", [0.5, 1.0], str(tmp_path))
+    for stage in STAGES:
+        small, big = got["0.5x"][stage], got["1x"][stage]
+        allowance = 4096 * max(big["tasks"] - small["tasks"], 0) + 64 * 1024
+        assert big["result_bytes"] <= 1.25 * small["result_bytes"] + allowance, (stage, small, big)
+        assert big["result_bytes"] < 4 * 2**20, (stage, big)
+        # a broadcast join's build side passes through the driver, bounded by the join threshold
+        assert big["broadcast_max_bytes"] <= 2 * 2**20, (stage, big)

@@ -175,3 +175,44 @@ def test_unreadable_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     bad.write_bytes(b"synth:\n  products: \xff\xfe\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not UTF-8"):
         config.load(str(bad))
+
+
+def test_what_stages_collect_must_fit_the_drivers_result_size() -> None:
+    """Every bounded collect (and a broadcast join's build side) is checked against
+    spark.driver.maxResultSize, naming the key that bounds it."""
+    from retrieval.config.sections import driver_bytes, spark_bytes
+
+    assert [spark_bytes(t) for t in ("4m", "1g", "512k", "2048", "1.5m", "-1")] == [
+        4 * 2**20,
+        2**30,
+        512 * 2**10,
+        2048,
+        int(1.5 * 2**20),
+        -1,
+    ]
+    with pytest.raises(ConfigError, match="not a size"):
+        spark_bytes("lots")
+    with pytest.raises(ConfigError, match=r"spark\.sql\.autoBroadcastJoinThreshold"):
+        config.load(None, ["spark.conf.spark.driver.maxResultSize=4m"])
+    with pytest.raises(ConfigError, match=r"listings\.propensity_max_rows"):
+        config.load(
+            None,
+            [
+                "spark.conf.spark.driver.maxResultSize=4m",
+                "spark.conf.spark.sql.autoBroadcastJoinThreshold=2m",
+                "listings.propensity_max_rows=1000000",
+            ],
+        )
+    small = config.load(
+        None,
+        [
+            "spark.conf.spark.driver.maxResultSize=4m",
+            "spark.conf.spark.sql.autoBroadcastJoinThreshold=2m",
+            "listings.propensity_max_rows=20000",
+            "encoder.eval_queries=200",
+            "index.train_size=1000",
+            "index.eval_queries=100",
+            "recs.eval_queries=200",
+        ],
+    )
+    assert max(driver_bytes(small).values()) < 4 * 2**20

@@ -299,13 +299,17 @@ def test_the_planned_index_follows_the_catalogue() -> None:
     from retrieval.index.planning import choose_nprobe, nprobe_candidates, plan_index
 
     assert plan_index(1_000, 64).factory == "Flat"
-    plans = {n: plan_index(n, 64) for n in (60_000, 1_000_000, 250_000_000)}
+    big = 4_000_000  # training vectors at the driver for a 250M catalogue (1 GB at d = 64)
+    plans = {n: plan_index(n, 64, train_size=big) for n in (60_000, 1_000_000, 250_000_000)}
     assert [p.factory for p in plans.values()] == ["IVF1024,Flat", "IVF4096,Flat", "IVF65536,Flat"]
     for n, p in plans.items():  # ~4 sqrt(n) lists, each with >= 39 training vectors
         assert 2 * n**0.5 <= p.nlist <= 8 * n**0.5 and p.train_size >= 39 * p.nlist
-    small = plan_index(250_000_000, 64, memory_bytes=16 * 2**30)  # 64 GB of flat codes over 16 GB
+    # the training sample is bounded by train_size (what the driver holds), and the lists follow it
+    capped = plan_index(250_000_000, 64, train_size=100_000)
+    assert (capped.factory, capped.train_size) == ("IVF2048,Flat", 100_000)
+    small = plan_index(250_000_000, 64, memory_bytes=16 * 2**30, train_size=big)  # 64 GB of flat codes
     assert small.factory == "IVF65536,PQ64x8" and small.bytes_per_vector * 250_000_000 <= 16 * 2**30
-    tight = plan_index(250_000_000, 64, memory_bytes=4 * 2**30)
+    tight = plan_index(250_000_000, 64, memory_bytes=4 * 2**30, train_size=big)
     assert tight.factory == "IVF65536,PQ16x8"
     assert nprobe_candidates(64) == [1, 2, 4, 8, 16, 32, 64]
     assert choose_nprobe({1: 0.6, 2: 0.8, 4: 0.96, 8: 0.99}, 0.95) == 4

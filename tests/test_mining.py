@@ -53,12 +53,36 @@ def test_spark_pairs_equal_the_pure_ones_on_the_marketplace(spark: Any, mined: d
 
 
 def test_listings_are_graded_and_complete(spark: Any, mined: dict[str, Any]) -> None:
-    root = mined["root"]
+    """Test listings whole; of a training listing every click and the top keep_top rows, and the
+    unclicked rest thinned with weight 1 / rate, so weights sum to the rows shown."""
+    from pyspark.sql import functions as F
+
+    root, cfg = mined["root"], mined["cfg"].listings
     listings = read_table(spark, root, tables.LISTINGS)
     events = read_table(spark, root, tables.EVENTS)
     searches = events.where("event = 'search'")
-    assert listings.count() == searches.selectExpr("sum(size(listing))").first()[0]
-    assert listings.select("query_id").distinct().count() == searches.count()
+    shown = searches.select("query_id", F.size("listing").alias("shown"))
+    per_search = (
+        listings.groupBy("query_id", "split")
+        .agg(F.count(F.lit(1)).alias("kept"), F.sum("weight").alias("weights"))
+        .join(shown, "query_id")
+    )
+    assert per_search.count() == searches.count() == listings.select("query_id").distinct().count()
+    assert per_search.where("split = 'test' and kept != shown").count() == 0
+    assert listings.where("split = 'test' and weight != 1.0").count() == 0
+    train = per_search.where("split = 'train'").agg(F.sum("kept"), F.sum("weights"), F.sum("shown")).first()
+    assert train is not None
+    kept, weights, shown_train = (float(v) for v in train)
+    if cfg.negative_rate < 1.0:
+        assert kept < 0.9 * shown_train
+    assert weights == pytest.approx(shown_train, rel=0.02)
+    top = listings.where(f"split = 'train' and position <= {cfg.keep_top}").count()
+    assert (
+        top
+        == searches.join(listings.where("split = 'train'").select("query_id").distinct(), "query_id")
+        .selectExpr(f"sum(least(size(listing), {cfg.keep_top}))")
+        .first()[0]
+    )
     # every click on a listed offer became a label >= 1; grades only 0..3
     clicks = events.where("event = 'click'").select("query_id", "offer_id").distinct()
     labelled = listings.where("label >= 1").select("query_id", "offer_id")
@@ -86,9 +110,16 @@ def test_priors_do_not_leak_test_outcomes(spark: Any, mined: dict[str, Any]) -> 
     for r in listings.where("split = 'test' and label > 0").select("offer_id").collect():
         clicks_by_offer[r.offer_id] += 1
     # an offer clicked a lot in the test period but never shown in training has the global prior only
-    train_offers = {
-        r.offer_id for r in listings.where("split = 'train'").select("offer_id").distinct().collect()
-    }
+    # shown in training: every row of a training search's listing, thinned away or not
+    train_queries = listings.where("split = 'train'").select("query_id").distinct()
+    shown = (
+        read_table(spark, root, tables.EVENTS)
+        .where("event = 'search'")
+        .join(train_queries, "query_id")
+        .selectExpr("explode(listing) as offer_id")
+        .distinct()
+    )
+    train_offers = {r.offer_id for r in shown.collect()}
     unseen = [o for o in clicks_by_offer if o not in train_offers]
     if unseen:
         priors = {

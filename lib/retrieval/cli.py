@@ -62,6 +62,8 @@ def run_stage(
 ) -> dict[str, Any]:
     """Runs one stage, times it, writes its metrics and the config it used, and tracks it (MLflow)."""
     log.info("stage %s: start (root %s)", stage, cfg.paths.root)
+    # every Spark job of the stage carries its name (the UI, the event log: what each stage costs)
+    spark.sparkContext.setJobGroup(stage, f"stage {stage}")
     tracker = tracker or Tracker(cfg)
     try:
         with stage_metrics.timed() as t:

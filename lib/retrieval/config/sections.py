@@ -145,9 +145,9 @@ class PairsSection:
 class ListingsSection:
     propensity_positions: int = 50  # examination is estimated for positions 1..N (a power law beyond)
     propensity_iterations: int = 60  # EM iterations of the position-based click model
-    propensity_max_rows: int = (
-        5_000_000  # (query, offer, position) cells the EM fits on the driver (sampled above)
-    )
+    # (query, offer, position) cells the EM fits on the driver, a hash sample above it: what reaches the
+    # driver is ~64 bytes a cell as Arrow (200k cells: 12 MB); the fit's error was the same at 100k as at 1.4M
+    propensity_max_rows: int = 200_000
     prior_folds: int = 5  # training rows' priors count the other folds only (out-of-fold, no label leak)
     prior_smoothing: float = 20.0  # pseudo-impressions of the global rate in the CTR / purchase-rate priors
     bm25_k1: float = 1.2  # BM25 term-frequency saturation
@@ -265,9 +265,9 @@ class IndexSection:
     )
     lists_per_sqrt: float = 4.0  # planned index: inverted lists per sqrt(vectors) (autofaiss: 4-16)
     shards: int = 4  # shards (= partitions of the embeddings when the index is built)
-    train_size: int = (
-        100000  # vectors sampled to the driver to train the quantizer / codebooks (at least 40 x nlist)
-    )
+    # at most this many vectors sampled to the driver to train the quantizer / codebooks; a planned
+    # index has at most train_size / 39 lists (200k vectors, 53 MB: 4,096 lists, ~4 sqrt(n) to ~1M)
+    train_size: int = 200_000
     nprobe: int = (
         0  # IVF lists searched per query; 0 = the smallest that reaches target_recall (in the manifest)
     )
@@ -558,6 +558,43 @@ class Config:
         "visual.margin": "visual.loss.args.margin",
         "sessions.threads": "sessions.training.threads",
         **{f"{s}.results_dir": "paths.results" for s in ("sessions", "ltr", "visual")},
+    }
+
+    def validate(self) -> None:
+        """What stages collect to the driver must fit spark.driver.maxResultSize, when one is set."""
+        limit = spark_bytes(self.spark.conf.get("spark.driver.maxResultSize", "0"))
+        for key, n in driver_bytes(self).items() if limit > 0 else ():
+            if n > limit:
+                raise ConfigError(
+                    f"{key} brings up to ~{n / 2**20:.1f} MB to the driver, more than "
+                    f"spark.driver.maxResultSize={self.spark.conf['spark.driver.maxResultSize']}: lower it"
+                )
+
+
+def spark_bytes(text: str) -> int:
+    """A Spark size (``4m``, ``1g``, ``512k``, ``1024``: bytes) in bytes."""
+    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    t = text.strip().lower().removesuffix("b") or "0"
+    try:
+        return int(float(t[:-1]) * units[t[-1]]) if t[-1] in units else int(t)
+    except ValueError:
+        raise ConfigError(f"not a size: {text!r} (e.g. 4m, 1g)") from None
+
+
+def driver_bytes(cfg: Config) -> dict[str, int]:
+    """The most a stage brings back to the driver, by the config key that bounds it (bytes, estimated
+    from the rows it collects): nothing else a stage collects grows with the data."""
+    d = cfg.encoder.dim
+    broadcast = spark_bytes(cfg.spark.conf.get("spark.sql.autoBroadcastJoinThreshold", "10m"))
+    return {
+        "spark.sql.autoBroadcastJoinThreshold": broadcast,  # a broadcast join's build side, via the driver
+        "listings.propensity_max_rows": cfg.listings.propensity_max_rows
+        * 64,  # (pair, position, n, clicks), Arrow
+        "encoder.eval_queries": cfg.encoder.eval_queries
+        * (2 * cfg.encoder.eval_k * 24 + 1200),  # top-k x 2, features
+        "index.train_size": cfg.index.train_size * (4 * d + 8),  # the quantizer's training sample
+        "index.eval_queries": 2 * cfg.index.eval_queries * (4 * d + 10 * 24),  # sampled queries, exact top-10
+        "recs.eval_queries": cfg.recs.eval_queries * 3000,  # carousels, baselines' top-20, ~70 product keys
     }
 
 

@@ -4,8 +4,10 @@ memory budget, and the smallest nprobe that reaches a target recall@10 against e
 - ``Flat`` below :data:`FLAT_BELOW` vectors (exact search costs little, an IVF index cannot be trained
   well: faiss wants >= 39 training vectors per list);
 - above, ``IVF<nlist>,Flat`` with nlist the power of two nearest to ``lists_per_sqrt`` x sqrt(n) (and
-  at most n / 39, rounded down to a power of two): a query scans nprobe / nlist of the vectors, so with nprobe fixed its cost grows
-  with sqrt(n), not n;
+  at most train / 39, rounded down to a power of two, where train = min(n, ``train_size``) is the
+  sample the quantizer is trained on at the driver): a query scans nprobe / nlist of the vectors, so
+  with nprobe fixed its cost grows with sqrt(n), not n, up to n ~ (train_size / 156)^2
+  (1.6M vectors at the default 200k), beyond which raise ``train_size``;
 - when the flat codes (4 x dim bytes a vector) do not fit ``memory_bytes``, product quantisation:
   ``IVF<nlist>,PQ<m>x8`` with m bytes a vector, the largest that fits (at least 8).
 
@@ -31,16 +33,18 @@ class IndexPlan:
 
 
 def plan_index(
-    n: int, dim: int, memory_bytes: int = 0, train_size: int = 100_000, lists_per_sqrt: float = 4.0
+    n: int, dim: int, memory_bytes: int = 0, train_size: int = 200_000, lists_per_sqrt: float = 4.0
 ) -> IndexPlan:
     """The index for ``n`` vectors of ``dim`` floats within ``memory_bytes`` of codes (0 = no bound)."""
     if n < 1 or dim < 1:
         raise ValueError(f"need n >= 1 vectors of dim >= 1; got {n}, {dim}")
     if n < FLAT_BELOW:
         return IndexPlan("Flat", 0, 0, 4 * dim, f"{n:,} vectors: exact search")
+    # the quantizer trains on the driver, on at most train_size vectors (the bound the config checks
+    # against spark.driver.maxResultSize): the lists are as many as that sample can train
+    train = min(n, train_size)
     nlist = int(2 ** round(math.log2(lists_per_sqrt * math.sqrt(n))))
-    nlist = max(16, min(nlist, 2 ** int(math.log2(n // 39))))  # a power of two, >= 39 training vectors each
-    train = min(n, max(train_size, 40 * nlist))
+    nlist = max(16, min(nlist, 2 ** int(math.log2(max(train // 39, 1)))))  # a power of two, >= 39 each
     flat = 4 * dim
     if memory_bytes and n * flat > memory_bytes:
         fits = memory_bytes // n
@@ -48,7 +52,7 @@ def plan_index(
         return IndexPlan(
             f"IVF{nlist},PQ{m}x8",
             nlist,
-            min(n, max(train, 256 * 40)),
+            train,  # PQ's codebooks want >= 256 x 39 of them
             m,
             f"{n:,} x {flat} B flat codes > {memory_bytes:,} B: PQ, {m} B a vector; {nlist} lists ~ {lists_per_sqrt:g} sqrt(n)",
         )

@@ -77,12 +77,14 @@ def sample_vectors(embeddings: DataFrame, n: int, seed: int, with_ids: bool = Fa
     (with ``with_ids``: (ids [m], vectors [m, d]))."""
     from pyspark.sql import functions as F
 
-    table = (
-        embeddings.orderBy(F.xxhash64("offer_id", F.lit(seed)), "offer_id")
-        .limit(n)
-        .select("offer_id", "vector")
-        .toArrow()
-    )
+    # an ordered limit returns each partition's first n to the driver: thin to ~1.5 n by the hash first,
+    # so that what comes back is ~n rows however many partitions and rows there are
+    h = F.xxhash64("offer_id", F.lit(seed))
+    total = embeddings.count()
+    if total > n:
+        keep = min(1.0, (1.5 * n + 50) / total)
+        embeddings = embeddings.where(F.abs(h % 1_000_000) < int(keep * 1_000_000))
+    table = embeddings.orderBy(h, "offer_id").limit(n).select("offer_id", "vector").toArrow()
     ids, vecs = arrow_vectors(table.to_batches())
     return (ids, vecs) if with_ids else vecs
 
@@ -90,8 +92,8 @@ def sample_vectors(embeddings: DataFrame, n: int, seed: int, with_ids: bool = Fa
 def exact_neighbours(embeddings: DataFrame, query_ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact inner-product top-``k`` ids of each query among all embeddings (self excluded): [Q, k].
 
-    Each partition computes its own top-k for the broadcast queries; the driver merges Q x partitions
-    x k rows (queries are a bounded sample)."""
+    Each batch of every partition computes its own top-k for the broadcast queries, Spark merges them
+    per query, and the driver receives Q x k rows (queries are a bounded sample)."""
     spark = embeddings.sparkSession
     bc = spark.sparkContext.broadcast((query_ids, queries, k))
 
@@ -115,17 +117,21 @@ def exact_neighbours(embeddings: DataFrame, query_ids: np.ndarray, queries: np.n
                 {"q": np.repeat(np.arange(len(qids)), kk), "item": i.reshape(-1), "score": d.reshape(-1)}
             )
 
-    scored = "q long, item long, score float"
-    rows = map_in_pandas(embeddings.select("offer_id", "vector"), partition_top_k, scored).collect()
-    bc.unpersist()
-    by_q: dict[int, list[tuple[float, int]]] = {}
-    for r in rows:
-        if r["item"] >= 0:
-            by_q.setdefault(r["q"], []).append((float(r["score"]), int(r["item"])))
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    scored = map_in_pandas(
+        embeddings.select("offer_id", "vector"), partition_top_k, "q long, item long, score float"
+    )
+    # every batch's best k per query, merged where they are: the driver gets Q x k rows, whatever n is
+    order = Window.partitionBy("q").orderBy(F.desc("score"), "item")  # score descending, ties by id
+    best = (
+        scored.where(F.col("item") >= 0).withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= k)
+    )
     out = np.full((len(query_ids), k), -1, dtype=np.int64)
-    for q, cands in by_q.items():
-        best = sorted(cands, key=lambda t: (-t[0], t[1]))[:k]  # score descending, ties by id
-        out[q, : len(best)] = [i for _, i in best]
+    for r in best.collect():
+        out[r["q"], r["_r"] - 1] = r["item"]
+    bc.unpersist()
     return out
 
 

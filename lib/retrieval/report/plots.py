@@ -87,3 +87,23 @@ def curves(series: Mapping[str, Sequence[float]], title: str, xlabel: str, ylabe
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+def loglog(
+    series: Mapping[str, Sequence[tuple[float, float]]], title: str, xlabel: str, ylabel: str
+) -> bytes:
+    """Lines through (x, y) points on log-log axes, one per series (a slope of 1 is linear growth)."""
+    fig, ax = _figure(7.5, 4.6)
+    for i, (name, pts) in enumerate(series.items()):
+        good = sorted((x, y) for x, y in pts if x > 0 and y > 0)
+        if not good:
+            continue
+        ax.plot(*zip(*good, strict=True), marker="o", ms=3, label=name, color=PALETTE[i % len(PALETTE)])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncols=2)
+    ax.grid(alpha=0.3, which="both")
+    return _png(fig)

@@ -260,18 +260,114 @@ def _visual(s: Section, d: dict[str, Any]) -> None:
     )
 
 
+def _quality_of(stages: dict[str, Any]) -> list[Any]:
+    """Recs Recall@20 and encoder warm Recall@50, each beside popularity's, of one rung."""
+    recs = (stages.get("precompute_recs") or {}).get("metrics") or {}
+    enc = ((stages.get("train_encoder") or {}).get("metrics") or {}).get("recall_at_50")
+    pop = (recs.get("recall_at_20_baselines") or {}).get("popularity")
+    return [recs.get("recall_at_20_test_pairs"), pop, enc]
+
+
+def scale_tables(d: dict[str, Any]) -> dict[str, Any]:
+    """The scale ladder's tables (pure): per stage and rung, seconds, rows, peak RSS and bytes to the
+    driver; each stage's growth exponents; quality by rung; the cost model's totals."""
+    rungs = sorted(d.get("rungs", {}).items(), key=lambda kv: kv[1]["factor"])
+    names = [n for n, _ in rungs]
+    stages = [s for s in d.get("stages_order", []) or list(d.get("fits", {}))]
+    seen = {s for _, r in rungs for s in r["stages"]}
+    order = [s for s in stages if s in seen] + sorted(seen - set(stages))
+    costs = []
+    for st in order:
+        row: list[Any] = [st]
+        for _, r in rungs:
+            m = r["stages"].get(st) or {}
+            rss = max((m.get("peak_rss") or {}).values() or [0])
+            row += [m.get("seconds"), m.get("rows_in") or m.get("rows_out"), round(rss / 2**30, 2) or None]
+            row += [round(m["result_bytes"] / 2**20, 2) if "result_bytes" in m else None]
+        bs = [f"{x['b']:.2f}" for x in d.get("fits", {}).get(st, []) if x.get("b") is not None]
+        costs.append([*row, " / ".join(bs)])
+    headers = ["stage"]
+    for n in names:
+        headers += [f"{n} s", f"{n} rows", f"{n} peak RSS GB", f"{n} MB to driver"]
+    headers.append("b (time ~ rows^b, between rungs)")
+    quality = [[n, *_quality_of(r["stages"])] for n, r in rungs]
+    cm = d.get("cost_model") or {}
+    cost_rows = [
+        [job, (cm.get(key) or {}).get("total_core_hours"), (cm.get(key) or {}).get("total_gpu_hours")]
+        for job, key in (
+            ("daily (2M changed offers, 20M searches)", "daily"),
+            ("weekly retrain", "weekly_retrain"),
+            ("full rebuild (250M offers)", "full_rebuild"),
+        )
+        if key in cm
+    ]
+    return {"headers": headers, "costs": costs, "quality": quality, "cost_model": cost_rows}
+
+
+def _scale(s: Section, d: dict[str, Any]) -> None:
+    from retrieval.report import plots
+
+    t = scale_tables(d)
+    s.heading(
+        f"Scale ladder: the stages at {', '.join(sorted(d.get('rungs', {}), key=lambda n: float(n[:-1])))} the embedded default ({d.get('machine', '')})"
+    )
+    s.table(t["headers"], t["costs"], d.get("command", ""))
+    s.table(["rung", "recs Recall@20", "popularity Recall@20", "encoder warm Recall@50"], t["quality"])
+    if t["cost_model"]:
+        cm = d["cost_model"]
+        s.table(
+            ["job at the reference scale", "core-hours", "GPU-hours"],
+            t["cost_model"],
+            f"from the {cm.get('measured_at', '')} rung; cluster: {cm.get('cluster', {})}",
+        )
+    rungs = d.get("rungs", {}).values()
+    time_pts: dict[str, list[tuple[float, float]]] = {}
+    rss_pts: dict[str, list[tuple[float, float]]] = {}
+    for r in rungs:
+        for st, m in r["stages"].items():
+            rows = m.get("rows_in") or m.get("rows_out") or 0
+            if isinstance(m.get("seconds"), (int, float)) and rows:
+                time_pts.setdefault(st, []).append((rows, m["seconds"]))
+                rss_pts.setdefault(st, []).append(
+                    (rows, max((m.get("peak_rss") or {}).values() or [0]) / 2**30)
+                )
+    if time_pts:
+        s.images(
+            [
+                (
+                    plots.loglog(
+                        time_pts, "Seconds against size, by stage", "rows (in, else out)", "seconds"
+                    ),
+                    "time by size",
+                ),
+                (
+                    plots.loglog(
+                        rss_pts,
+                        "Peak RSS against size, by stage",
+                        "rows (in, else out)",
+                        "peak RSS of one process kind (GB)",
+                    ),
+                    "memory by size",
+                ),
+            ]
+        )
+
+
 # The benchmark kinds the report shows (others, such as the speed benchmarks, are in docs/).
 BENCHMARKS: dict[str, Callable[[Section, dict[str, Any]], None]] = {
     "sessions": _sessions,
     "ltr": _ltr,
     "visual": _visual,
+    "scale": _scale,
 }
 
 
 def benchmarks_section(results: Sequence[dict[str, Any]], results_dir: str) -> Section:
     s = Section("benchmarks", "Real-data benchmarks")
     s.text(
-        "Public datasets, not the synthetic marketplace: each row was measured by the command shown.", "note"
+        "Public datasets, and the scale ladder on the synthetic marketplace: each row was measured by the "
+        "command shown.",
+        "note",
     )
     shown = [d for d in results if d.get("kind") in BENCHMARKS]
     for d in shown:
