@@ -374,9 +374,14 @@ def rebuild(root: str, sets: list[str], log_dir: str) -> dict[str, Any]:
     with open(os.path.join(root, "index", "CURRENT"), encoding="utf-8") as f:
         version = f.read().strip()
     quantizer = os.path.join(root, "index", version, "quantizer.faiss")
+    with open(os.path.join(root, "index", version, "manifest.json"), encoding="utf-8") as f:
+        live = json.load(f)
+    # the live index's quantizer, factory and nprobe (a rebuild would plan and tune its own)
     sets = [s for s in sets if not s.startswith("paths.root=")] + [
         f"paths.root={copy}",
         f"index.quantizer={quantizer}",
+        f"index.factory={live['factory']}",
+        f"index.nprobe={live['nprobe']}",
     ]
     seconds = {
         s: run_stage(s, sets, copy, os.path.join(log_dir, s))["seconds"]

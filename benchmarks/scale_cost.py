@@ -27,6 +27,9 @@ DEADLINES_H = {"daily": 4.0, "weekly": 24.0, "rebuild": 24.0}  # hours each job 
 ASSUMPTIONS = [
     "costs per row are the largest rung's, on the ladder's machine (2 cores, local[*]); a cluster core is "
     "taken to do what one of these does",
+    "the daily recs refresh recomputes the carousels the rung's incremental run recomputed, per offer of "
+    "the catalogue, scaled from the rung's delta share (1%) to the reference's (0.8%), each at a full "
+    "run's cost per carousel; changed offers are embedded and indexed at a full run's cost per offer",
     "events and co-click pairs per search are the synthetic marketplace's (measured at the largest rung)",
     "search cost per query grows with sqrt(n) (an IVF index with ~4 sqrt(n) lists and a fixed nprobe "
     "share), so a catalogue-wide search step costs n^1.5: the recs refresh and the full recs scale so",
@@ -86,22 +89,24 @@ def cost_model(
         per = _per_row(s.get(stage), rows_key, cores)
         return None if per is None else round(per * rows * factor / 3600, 1)
 
-    inc_changed = (s.get("delta") or {}).get("changed_or_deleted") or 1
+    # the incremental day: its carousels recomputed per offer of the catalogue, at the rung's delta share
+    delta = s.get("delta") or {}
+    delta_share = (delta.get("changed_or_deleted") or 0) / max(delta.get("offers") or 1, 1)
+    recomputed = ((s.get("incremental_precompute_recs") or {}).get("metrics") or {}).get("recomputed")
+    ref_share = ref["changed_offers_per_day"] / ref["offers"]
     daily = {
         "ingest_events": core_h("ingest", events_day),
         "mine_pairs": core_h("mine_pairs", events_day),
         "mine_listings": core_h("mine_listings", events_day),
-        "embed_changed": core_h("incremental_embed_offers", ref["changed_offers_per_day"], "rows_out"),
-        "index_changed": core_h(
-            "build_index", ref["changed_offers_per_day"]
-        ),  # a full build's cost per vector
+        # a changed offer costs what any offer costs in a full embed / index build (the rung's
+        # incremental runs are mostly the application's fixed cost)
+        "embed_changed": core_h("embed_offers", ref["changed_offers_per_day"], "rows_out"),
+        "index_changed": core_h("build_index", ref["changed_offers_per_day"]),
         "recs_refresh": None,
     }
-    inc = s.get("incremental_precompute_recs")
-    if inc and isinstance(inc.get("seconds"), (int, float)):
-        daily["recs_refresh"] = round(
-            inc["seconds"] * cores / inc_changed * ref["changed_offers_per_day"] * growth / 3600, 1
-        )
+    if recomputed and delta_share:
+        carousels = ref["offers"] * recomputed / n_offers * ref_share / delta_share
+        daily["recs_refresh"] = core_h("precompute_recs", carousels, "rows_out", growth)
     rebuild = {
         "ingest_offers": core_h("ingest", ref["offers"]),
         "embed_offers": core_h("embed_offers", ref["offers"], "rows_out"),

@@ -67,9 +67,13 @@ def search_roles(listings: DataFrame, cfg: Config) -> DataFrame:
     xgb_q = sample_searches(per_search, "train", rk.train_queries, cfg.seed, clicked_only=True)
     dnn_q = xgb_q
     if rk.dnn_queries and rk.train_queries:
-        dnn_q = sample_searches(
+        rest = sample_searches(
             per_search, "train", rk.dnn_queries, cfg.seed, clicked_only=True, skip=rk.train_queries
         )
+        if rest.limit(1).count():  # else XGBoost took every search: the DNN trains on them too
+            dnn_q = rest
+        else:
+            log.warning("XGBoost takes every training search: the DNN trains on the same ones")
     test_q = sample_searches(per_search, "test", rk.eval_queries, cfg.seed, clicked_only=False)
     return (
         xgb_q.withColumn("role", F.lit("xgb"))

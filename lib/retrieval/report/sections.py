@@ -263,9 +263,9 @@ def _visual(s: Section, d: dict[str, Any]) -> None:
 def _quality_of(stages: dict[str, Any]) -> list[Any]:
     """Recs Recall@20 and encoder warm Recall@50, each beside popularity's, of one rung."""
     recs = (stages.get("precompute_recs") or {}).get("metrics") or {}
-    enc = ((stages.get("train_encoder") or {}).get("metrics") or {}).get("recall_at_50")
+    enc = ((stages.get("train_encoder") or {}).get("metrics") or {}).get("recall_at_50") or {}
     pop = (recs.get("recall_at_20_baselines") or {}).get("popularity")
-    return [recs.get("recall_at_20_test_pairs"), pop, enc]
+    return [recs.get("recall_at_20_test_pairs"), pop, enc.get("encoder"), enc.get("popularity")]
 
 
 def scale_tables(d: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +312,10 @@ def _scale(s: Section, d: dict[str, Any]) -> None:
         f"Scale ladder: the stages at {', '.join(sorted(d.get('rungs', {}), key=lambda n: float(n[:-1])))} the embedded default ({d.get('machine', '')})"
     )
     s.table(t["headers"], t["costs"], d.get("command", ""))
-    s.table(["rung", "recs Recall@20", "popularity Recall@20", "encoder warm Recall@50"], t["quality"])
+    s.table(
+        ["rung", "recs Recall@20", "popularity Recall@20", "encoder warm Recall@50", "popularity Recall@50"],
+        t["quality"],
+    )
     if t["cost_model"]:
         cm = d["cost_model"]
         s.table(
