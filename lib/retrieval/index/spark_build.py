@@ -21,6 +21,8 @@ from retrieval.index.spark_index import exact_neighbours, sample_vectors, search
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from retrieval.config.sections import IndexSection
+
 log = logging.getLogger(__name__)
 
 
@@ -131,20 +133,15 @@ def recall_vs_exact(
 
 
 def tune_nprobe(
-    vectors: DataFrame,
-    index_uri: str,
-    manifest: shards.Manifest,
-    queries: int,
-    seed: int,
-    target: float,
-    k_factor: float = 0.0,
-    threads: int = 1,
+    vectors: DataFrame, index_uri: str, manifest: shards.Manifest, ix: IndexSection, seed: int
 ) -> dict[str, Any]:
-    """The smallest nprobe (a power of two) whose recall@10 against exact search reaches ``target`` on
-    half of a sample of 2 x ``queries`` offers, and the recall at that nprobe on the other half (the
-    figure reported: not the one it was chosen on). One exact pass over every vector, then one small
-    search job per nprobe tried."""
+    """The smallest nprobe (a power of two) whose recall@10 against exact search reaches
+    ``ix.target_recall`` on half of a sample of 2 x ``ix.eval_queries`` offers, and the recall at that
+    nprobe on the other half (the figure reported: not the one it was chosen on). One exact pass over
+    every vector, then one small search job per nprobe tried."""
     from retrieval.index.planning import choose_nprobe, nprobe_candidates
+
+    queries, target, k_factor, threads = ix.eval_queries, ix.target_recall, ix.k_factor, ix.threads
 
     ids, vecs = sample_vectors(vectors, 2 * queries, seed, with_ids=True)
     if len(ids) < 2:
@@ -259,7 +256,9 @@ def full_build(
     return uri, manifest, previous
 
 
-def set_nprobe(embeddings: DataFrame, uri: str, manifest: shards.Manifest, ix: Any, seed: int) -> float:
+def set_nprobe(
+    embeddings: DataFrame, uri: str, manifest: shards.Manifest, ix: IndexSection, seed: int
+) -> float:
     """Sets ``manifest.nprobe``: ``ix.nprobe`` when pinned, the live one's on an incremental update
     (already in ``manifest``), else the smallest reaching ``ix.target_recall`` (:func:`tune_nprobe`).
     Returns recall@10 against exact search at that nprobe, on sampled offers it was not chosen on."""
@@ -267,9 +266,7 @@ def set_nprobe(embeddings: DataFrame, uri: str, manifest: shards.Manifest, ix: A
         manifest.nprobe = ix.nprobe or manifest.nprobe
         args = (ix.eval_queries, seed, manifest.nprobe, ix.k_factor, ix.threads)
         return recall_vs_exact(embeddings, uri, manifest, *args)
-    tuned = tune_nprobe(
-        embeddings, uri, manifest, ix.eval_queries, seed, ix.target_recall, ix.k_factor, ix.threads
-    )
+    tuned = tune_nprobe(embeddings, uri, manifest, ix, seed)
     manifest.nprobe = tuned["nprobe"]
     manifest.plan.update({"target_recall": ix.target_recall, "recall_at_10_by_nprobe": tuned["tried"]})
     return float(tuned["recall_at_10_vs_exact"])
