@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -63,7 +64,8 @@ def measure(
     for factor in factors:
         root = os.path.join(work, f"{factor:g}x")
         logs = os.path.join(work, f"events-{factor:g}x")
-        os.makedirs(logs, exist_ok=True)
+        shutil.rmtree(logs, ignore_errors=True)  # a rerun's logs would add up with the last one's
+        os.makedirs(logs)
         sets = [
             f"paths.root={root}",
             f"spark.master={master}",

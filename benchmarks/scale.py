@@ -155,6 +155,23 @@ METRICS = (
 )
 
 
+def _log_files(log_dir: str) -> list[tuple[int, str]]:
+    """(application number, file) of every event log under ``log_dir``, each application's files in
+    order: Spark 4 rolls its log by default (a directory ``eventlog_v2_<app>`` of ``events_<n>_<app>``
+    files, n from 1), older ones write a file per application."""
+    apps: dict[str, list[tuple[int, str]]] = {}
+    for path in glob.glob(os.path.join(log_dir, "**", "*"), recursive=True):
+        name = os.path.basename(path)
+        if not os.path.isfile(path) or name.startswith(("appstatus", ".")):
+            continue
+        parent = os.path.dirname(path)
+        if os.path.basename(parent).startswith("eventlog_v2_") and name.startswith("events_"):
+            apps.setdefault(parent, []).append((int(name.split("_")[1]), path))
+        else:
+            apps.setdefault(path, []).append((0, path))
+    return [(i, p) for i, key in enumerate(sorted(apps)) for _, p in sorted(apps[key])]
+
+
 def event_totals(log_dir: str, by_group: bool = False) -> dict[str, Any]:
     """Task metrics summed over every task of the applications logged under ``log_dir`` (Spark's event
     log, uncompressed); with ``by_group``, per job group ({stage: totals}: ``cli.run_stage`` names
@@ -168,11 +185,7 @@ def event_totals(log_dir: str, by_group: bool = False) -> dict[str, Any]:
     broadcast_job: dict[int, int] = {}  # stage -> its job, where the job is a broadcast
     by_job: dict[tuple[str, int], int] = {}
     out: dict[str, dict[str, int]] = {}
-    # Spark 4 rolls its event log by default: a directory per application, events_<n>_<app> in it
-    paths = sorted(glob.glob(os.path.join(log_dir, "**", "*"), recursive=True))
-    for app, path in enumerate(
-        p for p in paths if os.path.isfile(p) and not os.path.basename(p).startswith("appstatus")
-    ):
+    for app, path in _log_files(log_dir):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if '"SparkListenerJobStart"' in line:
@@ -415,7 +428,7 @@ def run_rung(
 ) -> None:
     name = f"{factor:g}x"
     root = os.path.join(base, name)
-    rung = state["rungs"].setdefault(name, {"factor": factor, "stages": {}})
+    rung = state["rungs"].setdefault(name, {"factor": factor, "cores": os.cpu_count(), "stages": {}})
     sets = rung_sets(factor, root)
     for stage in stages:
         if stage in rung["stages"]:

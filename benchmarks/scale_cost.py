@@ -32,7 +32,9 @@ ASSUMPTIONS = [
     "run's cost per carousel; changed offers are embedded and indexed at a full run's cost per offer",
     "events and co-click pairs per search are the synthetic marketplace's (measured at the largest rung)",
     "search cost per query grows with sqrt(n) (an IVF index with ~4 sqrt(n) lists and a fixed nprobe "
-    "share), so a catalogue-wide search step costs n^1.5: the recs refresh and the full recs scale so",
+    "share), so a catalogue-wide search step costs n^1.5: the recs refresh and the full recs scale so; at "
+    "250M offers that takes index.train_size >= 2.56M (39 x 65,536 lists, 660 MB of vectors at the driver): "
+    "with the default 200k the lists stop at 4,096 and a query's cost grows with n beyond ~1.6M offers",
     "the encoder trains 4 epochs on a week of co-click pairs, the reranker 2 epochs on 50M listings of "
     "the marketplace's mean length (capped at rerank_k = 300), the image encoder 6 epochs on 1M products "
     "x 4 images, all on GPUs at gpu_check.json's rates",
@@ -73,7 +75,7 @@ def cost_model(
     rung = _largest(state)
     if rung is None:
         return {"note": "no rung measured yet"}
-    cores = cores or os.cpu_count() or 2
+    cores = cores or rung.get("cores") or os.cpu_count() or 2  # the cores the rung was measured on
     s = rung["stages"]
     gpu = _gpu_rates(gpu_check or os.path.join(os.path.dirname(__file__), "results", "gpu_check.json"))
     n_offers = s.get("embed_offers", {}).get("rows_out") or 1
@@ -111,7 +113,7 @@ def cost_model(
         "ingest_offers": core_h("ingest", ref["offers"]),
         "embed_offers": core_h("embed_offers", ref["offers"], "rows_out"),
         "build_index": core_h("build_index", ref["offers"]),
-        "precompute_recs": core_h("precompute_recs", ref["offers"], "rows_in", growth),
+        "precompute_recs": core_h("precompute_recs", ref["offers"], "rows_out", growth),  # per carousel
     }
     mean_listing = listing_rows / searches
     weekly_gpu = {

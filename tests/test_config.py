@@ -182,16 +182,20 @@ def test_what_stages_collect_must_fit_the_drivers_result_size() -> None:
     spark.driver.maxResultSize, naming the key that bounds it."""
     from retrieval.config.sections import driver_bytes, spark_bytes
 
-    assert [spark_bytes(t) for t in ("4m", "1g", "512k", "2048", "1.5m", "-1")] == [
+    assert [spark_bytes(t) for t in ("4m", "1G", "512k", "2048", "4096kb", "10b", "-1")] == [
         4 * 2**20,
         2**30,
         512 * 2**10,
         2048,
-        int(1.5 * 2**20),
+        4 * 2**20,
+        10,
         -1,
     ]
-    with pytest.raises(ConfigError, match="not a size"):
-        spark_bytes("lots")
+    for bad in ("lots", "1.5m", "", "m"):  # Spark takes whole numbers only
+        with pytest.raises(ConfigError, match="not a size"):
+            spark_bytes(bad)
+    # no maxResultSize given: Spark's 1g, which the defaults fit
+    assert max(driver_bytes(config.load(None, [])).values()) < 2**30
     with pytest.raises(ConfigError, match=r"spark\.sql\.autoBroadcastJoinThreshold"):
         config.load(None, ["spark.conf.spark.driver.maxResultSize=4m"])
     with pytest.raises(ConfigError, match=r"listings\.propensity_max_rows"):

@@ -119,7 +119,11 @@ def test_event_totals_split_collects_from_broadcasts_by_stage(tmp_path: Path) ->
             "Task Metrics": {"Result Size": 30},
         },
     ]
-    (app / "events_1_app-1").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+    # rolled: the job starts are in the first file, the task ends in the second (and a tenth file
+    # sorts before the second by name, not by number)
+    (app / "events_1_app-1").write_text("\n".join(json.dumps(e) for e in lines[:2]) + "\n")
+    (app / "events_2_app-1").write_text("\n".join(json.dumps(e) for e in lines[2:4]) + "\n")
+    (app / "events_10_app-1").write_text(json.dumps(lines[4]) + "\n")
     (app / "appstatus_app-1").write_text("")
     got = event_totals(str(tmp_path), by_group=True)["ingest"]
     assert (got["tasks"], got["result_bytes"], got["broadcast_bytes"], got["broadcast_max_bytes"]) == (

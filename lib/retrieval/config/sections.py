@@ -293,6 +293,8 @@ class IndexSection:
             raise ConfigError(
                 "need index.nprobe >= 0, 0 < index.target_recall <= 1, index.lists_per_sqrt > 0, index.memory_gb >= 0"
             )
+        if self.train_size < 39 * 16:  # a planned index's fewest lists (16), 39 training vectors each
+            raise ConfigError(f"need index.train_size >= 624 (16 lists x 39 vectors); got {self.train_size}")
 
 
 @dataclass
@@ -562,23 +564,26 @@ class Config:
 
     def validate(self) -> None:
         """What stages collect to the driver must fit spark.driver.maxResultSize, when one is set."""
-        limit = spark_bytes(self.spark.conf.get("spark.driver.maxResultSize", "0"))
-        for key, n in driver_bytes(self).items() if limit > 0 else ():
+        given = self.spark.conf.get("spark.driver.maxResultSize", "1g")  # Spark's default
+        limit = spark_bytes(given)
+        for key, n in driver_bytes(self).items() if limit > 0 else ():  # 0: no limit
             if n > limit:
                 raise ConfigError(
                     f"{key} brings up to ~{n / 2**20:.1f} MB to the driver, more than "
-                    f"spark.driver.maxResultSize={self.spark.conf['spark.driver.maxResultSize']}: lower it"
+                    f"spark.driver.maxResultSize={given}: lower it"
                 )
 
 
 def spark_bytes(text: str) -> int:
-    """A Spark size (``4m``, ``1g``, ``512k``, ``1024``: bytes) in bytes."""
-    units = {"b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    t = text.strip().lower().removesuffix("b") or "0"
-    try:
-        return int(float(t[:-1]) * units[t[-1]]) if t[-1] in units else int(t)
-    except ValueError:
-        raise ConfigError(f"not a size: {text!r} (e.g. 4m, 1g)") from None
+    """A Spark size (``4m``, ``1g``, ``512k``, ``1024``: bytes; whole numbers, as Spark takes them) in
+    bytes; ``-1`` (a threshold turned off) stays -1."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
+    t = str(text).strip().lower()
+    t = t[:-1] if len(t) > 2 and t[-1] == "b" and t[-2] in units else t  # 4mb = 4m
+    number, unit = (t[:-1], units[t[-1]]) if t[-1:] in units else (t.removesuffix("b"), 1)
+    if not (number.isdigit() or number == "-1"):
+        raise ConfigError(f"not a size: {text!r} (a whole number with k, m, g or t: 4m, 1g)")
+    return int(number) * unit if number != "-1" else -1
 
 
 def driver_bytes(cfg: Config) -> dict[str, int]:

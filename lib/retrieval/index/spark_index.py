@@ -77,14 +77,23 @@ def sample_vectors(embeddings: DataFrame, n: int, seed: int, with_ids: bool = Fa
     (with ``with_ids``: (ids [m], vectors [m, d]))."""
     from pyspark.sql import functions as F
 
-    # an ordered limit returns each partition's first n to the driver: thin to ~1.5 n by the hash first,
-    # so that what comes back is ~n rows however many partitions and rows there are
+    # an ordered limit brings each partition's first n to the driver: keep only the smallest hashes
+    # first (~1.5 n of them: xxhash64 is uniform over the longs), which are the ones the limit takes,
+    # so ~n rows come back however many partitions and rows there are, and the same n as without
     h = F.xxhash64("offer_id", F.lit(seed))
     total = embeddings.count()
+    thinned = embeddings
     if total > n:
         keep = min(1.0, (1.5 * n + 50) / total)
-        embeddings = embeddings.where(F.abs(h % 1_000_000) < int(keep * 1_000_000))
-    table = embeddings.orderBy(h, "offer_id").limit(n).select("offer_id", "vector").toArrow()
+        below = min(-(2**63) + int(keep * 2**64), 2**63 - 1)
+        thinned = embeddings.where(h < F.lit(below))
+
+    def first_n(rows: DataFrame) -> Any:
+        return rows.orderBy(h, "offer_id").limit(n).select("offer_id", "vector").toArrow()
+
+    table = first_n(thinned)
+    if table.num_rows < min(n, total):  # ~8 standard deviations short: take them from every row
+        table = first_n(embeddings)
     ids, vecs = arrow_vectors(table.to_batches())
     return (ids, vecs) if with_ids else vecs
 

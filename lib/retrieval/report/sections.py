@@ -274,7 +274,8 @@ def scale_tables(d: dict[str, Any]) -> dict[str, Any]:
     rungs = sorted(d.get("rungs", {}).items(), key=lambda kv: kv[1]["factor"])
     names = [n for n, _ in rungs]
     stages = [s for s in d.get("stages_order", []) or list(d.get("fits", {}))]
-    seen = {s for _, r in rungs for s in r["stages"]}
+    # stages with seconds of their own (not the delta's set-up, nor the rebuild's three stages)
+    seen = {s for _, r in rungs for s, m in r["stages"].items() if isinstance(m.get("seconds"), (int, float))}
     order = [s for s in stages if s in seen] + sorted(seen - set(stages))
     costs = []
     for st in order:
