@@ -470,7 +470,8 @@ def fits(state: dict[str, Any]) -> dict[str, Any]:
     reads a table, else rows out)."""
     rungs = sorted(state["rungs"].values(), key=lambda r: r["factor"])
     out: dict[str, Any] = {}
-    for stage in LADDER:
+    # data stages only: training stages run on what their config bounds (their examples/s are kept)
+    for stage in [s for s in LADDER if s in DATA_STAGES or s.startswith("incremental_")]:
         pts = [
             (r["factor"], r["stages"][stage])
             for r in rungs
