@@ -26,18 +26,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "lib"))
 
-from benchmarks.scale import event_totals  # noqa: E402
+from benchmarks.scale import CANDIDATE_PATH, event_totals  # noqa: E402
 
-STAGES = [
-    "generate",
-    "ingest",
-    "mine_pairs",
-    "mine_listings",
-    "train_encoder",
-    "embed_offers",
-    "build_index",
-    "precompute_recs",
-]
+STAGES = CANDIDATE_PATH
 # the bounds of what these stages collect: small enough for a 4 MB maxResultSize, and reached already
 # at the smallest size CI runs (conf/test.yaml at 0.5x: ~2k offers, ~30k EM cells), so that what is
 # compared between sizes is everything else a stage brings back

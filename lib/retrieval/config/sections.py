@@ -563,7 +563,7 @@ class Config:
     }
 
     def validate(self) -> None:
-        """What stages collect to the driver must fit spark.driver.maxResultSize, when one is set."""
+        """What stages collect to the driver must fit spark.driver.maxResultSize (Spark's 1g if unset; 0 = no limit)."""
         given = self.spark.conf.get("spark.driver.maxResultSize", "1g")  # Spark's default
         limit = spark_bytes(given)
         for key, n in driver_bytes(self).items() if limit > 0 else ():  # 0: no limit

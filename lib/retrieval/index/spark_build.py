@@ -247,7 +247,7 @@ def full_build(
     elif ix.quantizer:
         trained = storage.read_bytes(ix.quantizer)
     else:
-        trained = train_quantizer(embeddings, factory, max(ix.train_size, plan.train_size), seed)
+        trained = train_quantizer(embeddings, factory, ix.train_size, seed)  # a plan never asks for more
     identity = {"model_version": model_version, "factory": factory, "shards": ix.shards, "source": source}
     version = content_version({**identity, "quantizer": shards.checksum(trained)})
     uri = storage.join(index_root(root), version)
