@@ -358,8 +358,17 @@ def _scale(s: Section, d: dict[str, Any]) -> None:
 
 
 # The benchmark kinds the report shows (others, such as the speed benchmarks, are in docs/).
+def _calibration(s: Section, d: dict[str, Any]) -> None:
+    from retrieval.sessions.calibration import table
+
+    s.heading("The marketplace beside a real click log")
+    header, rows = table(d["logs"])
+    s.table(header, rows, "the synthetic log's items are offers; both logs after SR-GNN's preprocessing")
+
+
 BENCHMARKS: dict[str, Callable[[Section, dict[str, Any]], None]] = {
     "sessions": _sessions,
+    "calibration": _calibration,
     "ltr": _ltr,
     "visual": _visual,
     "scale": _scale,
