@@ -294,6 +294,7 @@ QUALITY = {
         "recall_at_20_baselines",
         "catalog_coverage",
         "recomputed",
+        "patched",
     ),
     "build_index": ("index_factory", "nprobe", "recall_at_10_vs_exact", "vectors"),
     "embed_offers": ("offers_per_s", "offers_embedded"),

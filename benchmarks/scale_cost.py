@@ -29,7 +29,8 @@ ASSUMPTIONS = [
     "taken to do what one of these does",
     "the daily recs refresh recomputes the carousels the rung's incremental run recomputed, per offer of "
     "the catalogue, scaled from the rung's delta share (1%) to the reference's (0.8%), each at a full "
-    "run's cost per carousel; changed offers are embedded and indexed at a full run's cost per offer",
+    "run's cost per carousel; carousels patched with an entering offer (a join and a merge of k + a few "
+    "offers, no search) are not priced; changed offers are embedded and indexed at a full run's cost per offer",
     "events and co-click pairs per search are the synthetic marketplace's (measured at the largest rung)",
     "search cost per query grows with sqrt(n) (an IVF index with ~4 sqrt(n) lists and a fixed nprobe "
     "share), so a catalogue-wide search step costs n^1.5: the recs refresh and the full recs scale so; at "

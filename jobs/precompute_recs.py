@@ -7,8 +7,9 @@ Every partition of the embeddings is a block of queries that streams each shard 
 (index/CURRENT) through faiss and merges the per-shard top recs.candidates; then the offer itself and
 offers of its product are removed, offers of one product collapsed to the best (product_id, or seller
 + near-duplicate title where it is null), at most recs.category_cap per category. Incremental: recs
-of new and changed offers, and of offers whose carousel they enter or whose carousel holds a changed
-or deleted offer, are recomputed; the rest are kept (retrieval.index.spark_incremental). Metrics:
+of new and changed offers, and of offers whose carousel holds a changed or deleted offer, are
+recomputed; carousels a new offer enters are patched with it (recomputed under a category cap); the
+rest are kept (retrieval.index.spark_incremental). Metrics:
 Recall@20 on test co-click pairs whose item is another product, matched by product and by offer,
 beside co-occurrence and popularity on the same pairs; catalogue coverage.
 """
@@ -45,25 +46,27 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     keys = product_keys(live).cache()
     embeddings = read_table(spark, root, tables.EMBEDDINGS)
 
-    def neighbours(queries: DataFrame, k: int) -> DataFrame:
+    def neighbours(queries: DataFrame, k: int, probe_factor: int = 1) -> DataFrame:
         nprobe = ix.nprobe or manifest.nprobe or 16  # pinned, else the one build_index chose
-        return search_neighbours(queries, manifest, uri, k, nprobe, ix.k_factor, ix.threads)
+        return search_neighbours(queries, manifest, uri, k, nprobe * probe_factor, ix.k_factor, ix.threads)
 
     def carousels(found: DataFrame) -> DataFrame:
         return to_recs(found, keys, r.k, r.category_cap, manifest.model_version)
 
-    recomputed = 0
+    recomputed = patched = 0
     if r.mode == "full":
         recs = carousels(neighbours(embeddings, r.candidates))
     else:
         old, delta = read_table(spark, root, tables.RECS), read_table(spark, root, tables.EMBEDDINGS_DELTA)
-        recs, recomputed = updated_recs(old, delta, embeddings, r.k, r.candidates, neighbours, carousels)
+        recs, recomputed, patched = updated_recs(
+            old, delta, embeddings, r.k, r.candidates, neighbours, carousels, patch=r.category_cap == 0
+        )
     recs_uri = write_table(recs, root, tables.RECS)
     recs = read_table(spark, root, tables.RECS)
     stats = recs_stats(recs, embeddings.count(), r.k)
     recall = recs_recall(recs, read_table(spark, root, tables.PAIRS), keys, r.eval_queries, cfg.seed)
     keys.unpersist()
-    out = recs_metrics(stats, recall, r.k, r.mode, recomputed)
+    out = recs_metrics(stats, recall, r.k, r.mode, recomputed, patched)
     return {**out, "index_version": manifest.version, "outputs": {"recs": recs_uri}}
 
 

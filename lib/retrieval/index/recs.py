@@ -53,13 +53,21 @@ def carousel(
 
 
 def recs_metrics(
-    stats: dict[str, Any], recall: dict[str, dict[str, Any]], k: int, mode: str, recomputed: int
+    stats: dict[str, Any],
+    recall: dict[str, dict[str, Any]],
+    k: int,
+    mode: str,
+    recomputed: int,
+    patched: int = 0,
 ) -> dict[str, Any]:
     """precompute_recs' metrics and summary from its table statistics (``spark_index.recs_stats``) and
     Recall@20 figures (``spark_evaluation.recs_recall``)."""
     share = recomputed / max(stats["live"], 1)
     incremental = (
-        f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue)" if mode != "full" else ""
+        f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue), "
+        f"{patched:,} patched with entering offers ({patched / max(stats['live'], 1):.1%})"
+        if mode != "full"
+        else ""
     )
     product, offer = recall["product"], recall["offer"]
     return {
@@ -73,6 +81,7 @@ def recs_metrics(
         "recall_at_20_offer_level": offer,
         "mode": mode,
         "recomputed": recomputed,
+        "patched": patched,
         "rows_out": stats["offers"],
         "summary": [
             f"{stats['offers']:,} offers with recs ({stats['offers_with_k_recs']:,} with all {k}); "

@@ -80,8 +80,9 @@ def set_search_params(index: Any, nprobe: int = 0, k_factor: float = 0.0) -> Non
     """``nprobe`` for IVF indices, ``k_factor`` for a refine step (``RFlat``); 0 leaves a setting alone."""
     faiss = _faiss()
     ps = faiss.ParameterSpace()
-    if nprobe and faiss.try_extract_index_ivf(index) is not None:
-        ps.set_index_parameter(index, "nprobe", nprobe)
+    ivf = faiss.try_extract_index_ivf(index) if nprobe else None
+    if ivf is not None:
+        ps.set_index_parameter(index, "nprobe", min(nprobe, ivf.nlist))
     if k_factor and "Refine" in type(index).__name__:
         ps.set_index_parameter(index, "k_factor", k_factor)
 
