@@ -25,8 +25,8 @@ REFERENCE = {
 }
 DEADLINES_H = {"daily": 4.0, "weekly": 24.0, "rebuild": 24.0}  # hours each job may take
 ASSUMPTIONS = [
-    "costs per row are the largest rung's, on the ladder's machine (2 cores, local[*]); a cluster core is "
-    "taken to do what one of these does",
+    "costs per row are the largest rung's that ran the stage (stages_measured_at names the others), on "
+    "the ladder's machine (2 cores, local[*]); a cluster core is taken to do what one of these does",
     "the daily recs refresh recomputes the carousels the rung's incremental run recomputed, per offer of "
     "the catalogue, scaled from the rung's delta share (1%) to the reference's (0.8%), each at a full "
     "run's cost per carousel; carousels patched with an entering offer (a join and a merge of k + a few "
@@ -47,6 +47,17 @@ ASSUMPTIONS = [
 def _largest(state: dict[str, Any]) -> dict[str, Any] | None:
     rungs = sorted(state.get("rungs", {}).values(), key=lambda r: r["factor"])
     return rungs[-1] if rungs else None
+
+
+def _by_stage(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each stage's measurement from the largest rung that has it (a rung may lack a stage that did
+    not fit it), and the rung each came from."""
+    stages: dict[str, Any] = {}
+    at: dict[str, str] = {}
+    for name, rung in sorted(state.get("rungs", {}).items(), key=lambda kv: kv[1]["factor"]):
+        for stage, m in rung.get("stages", {}).items():
+            stages[stage], at[stage] = m, name
+    return stages, at
 
 
 def _per_row(stage: dict[str, Any] | None, rows_key: str = "rows_in", cores: int = 2) -> float | None:
@@ -77,12 +88,14 @@ def cost_model(
     if rung is None:
         return {"note": "no rung measured yet"}
     cores = cores or rung.get("cores") or os.cpu_count() or 2  # the cores the rung was measured on
-    s = rung["stages"]
+    s, at = _by_stage(state)
+    # ratios of the log (events and listing rows per search) from one rung: mine_listings'
+    same = state["rungs"].get(at.get("mine_listings", ""), rung)["stages"]
     gpu = _gpu_rates(gpu_check or os.path.join(os.path.dirname(__file__), "results", "gpu_check.json"))
     n_offers = s.get("embed_offers", {}).get("rows_out") or 1
     searches = (s.get("mine_listings", {}).get("metrics") or {}).get("listings") or 1
-    events = s.get("mine_pairs", {}).get("rows_in") or 1
-    pairs = s.get("mine_pairs", {}).get("rows_out") or 1
+    events = same.get("mine_pairs", {}).get("rows_in") or 1
+    pairs = same.get("mine_pairs", {}).get("rows_out") or 1
     listing_rows = (s.get("mine_listings", {}).get("metrics") or {}).get("rows") or 1
     ref = REFERENCE
     growth = math.sqrt(ref["offers"] / n_offers)  # search cost per query, reference over measured
@@ -159,6 +172,7 @@ def cost_model(
     out = {
         "reference": REFERENCE,
         "measured_at": f"{rung['factor']:g}x",
+        "stages_measured_at": {k: v for k, v in at.items() if at[k] != f"{rung['factor']:g}x"},
         "assumptions": ASSUMPTIONS,
         "daily": {"core_hours": daily, "total_core_hours": total(daily)},
         "weekly_retrain": {

@@ -24,9 +24,9 @@ from pyspark.sql import functions as F
 from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
+from retrieval.index import spark_index as si
 from retrieval.index.recs import recs_metrics
 from retrieval.index.spark_incremental import updated_recs
-from retrieval.index.spark_index import current, product_keys, recs_stats, search_neighbours, to_recs
 from retrieval.spark_evaluation import recs_recall
 from retrieval.spark_tables import read_table, write_table
 
@@ -41,29 +41,33 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
             "catalog_coverage": None,
         }
         return {**unchanged, "rows_out": 0, "k": r.k, "summary": ["recs.mode=compact: recs are unchanged"]}
-    uri, manifest = current(root)
+    uri, manifest = si.current(root)
+    nprobe = ix.nprobe or manifest.nprobe or 16  # pinned, else the one build_index chose
     live = read_table(spark, root, tables.OFFERS).where(~F.coalesce(F.col("deleted"), F.lit(False)))
-    keys = product_keys(live).cache()
+    keys = si.product_keys(live).cache()
     embeddings = read_table(spark, root, tables.EMBEDDINGS)
 
     def neighbours(queries: DataFrame, k: int, probe_factor: int = 1) -> DataFrame:
-        nprobe = ix.nprobe or manifest.nprobe or 16  # pinned, else the one build_index chose
-        return search_neighbours(queries, manifest, uri, k, nprobe * probe_factor, ix.k_factor, ix.threads)
+        return si.search_neighbours(queries, manifest, uri, k, nprobe * probe_factor, ix.k_factor, ix.threads)
 
     def carousels(found: DataFrame) -> DataFrame:
-        return to_recs(found, keys, r.k, r.category_cap, manifest.model_version)
+        return si.to_recs(found, keys, r.k, r.category_cap, manifest.model_version)
 
     recomputed = patched = 0
     if r.mode == "full":
         recs = carousels(neighbours(embeddings, r.candidates))
     else:
         old, delta = read_table(spark, root, tables.RECS), read_table(spark, root, tables.EMBEDDINGS_DELTA)
+
+        def reachable(pairs: DataFrame) -> DataFrame:
+            return si.probe_reachable(pairs, embeddings, uri, nprobe)
+
         recs, recomputed, patched = updated_recs(
-            old, delta, embeddings, r.k, r.candidates, neighbours, carousels, patch=r.category_cap == 0
+            old, delta, embeddings, r.k, r.candidates, neighbours, carousels, r.category_cap == 0, reachable
         )
     recs_uri = write_table(recs, root, tables.RECS)
     recs = read_table(spark, root, tables.RECS)
-    stats = recs_stats(recs, embeddings.count(), r.k)
+    stats = si.recs_stats(recs, embeddings.count(), r.k)
     recall = recs_recall(recs, read_table(spark, root, tables.PAIRS), keys, r.eval_queries, cfg.seed)
     keys.unpersist()
     out = recs_metrics(stats, recall, r.k, r.mode, recomputed, patched)

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 # An incremental update looks for offers whose carousel a new offer enters among this many times
 # recs.candidates neighbours of the new offer (kNN is not symmetric; see entering_offers), probing
 # this many times the index's nprobe lists: the planned nprobe hits its recall at depth 10, and a
-# carousel a new offer enters but the reverse search misses keeps its old offers.
+# carousel a new offer enters but the reverse search misses keeps its old offers. What it finds is
+# then kept only where the carousel's own search would reach the new offer (spark_index.probe_reachable).
 REVERSE_FACTOR = 4
 REVERSE_PROBE_FACTOR = 4
 
@@ -94,6 +95,7 @@ def updated_recs(
     neighbours: Callable[[DataFrame, int, int], DataFrame],
     carousels: Callable[[DataFrame], DataFrame],
     patch: bool = True,
+    reachable: Callable[[DataFrame], DataFrame] | None = None,
 ) -> Update:
     """The new ``recs`` table: the kept carousels of ``old``, the patched ones and the recomputed ones,
     for live offers only. Recomputed: new and changed offers, carousels holding a changed or deleted
@@ -106,13 +108,18 @@ def updated_recs(
             the live index, probing the factor times the index's nprobe lists.
         carousels: neighbour rows (offer_id, neighbours, scores) -> ``recs`` rows
             (``spark_index.to_recs`` with the product keys).
+        reachable: entering rows -> those a search from the carousel's offer can return
+            (``spark_index.probe_reachable``): the reverse search probes wider than a rebuild would.
     """
     from pyspark.sql import functions as F
 
     fresh = delta.where(~F.col("deleted")).select("offer_id", "vector")
     live = embeddings.select("offer_id")
     reverse = neighbours(fresh, REVERSE_FACTOR * candidates, REVERSE_PROBE_FACTOR)
-    entering = entering_offers(old, reverse, k).cache()
+    entering = entering_offers(old, reverse, k)
+    if reachable is not None:
+        entering = reachable(entering)
+    entering = entering.cache()
     searched_again = entering if not patch else entering.where(~F.col("full"))
     todo = (
         holding_offers(old, delta)

@@ -289,6 +289,62 @@ def product_keys(offers: DataFrame) -> DataFrame:
     return map_in_pandas(columns, key_partition, "offer_id bigint, key string, category_id int")
 
 
+def probe_reachable(pairs: DataFrame, embeddings: DataFrame, index_uri: str, nprobe: int) -> DataFrame:
+    """The rows of ``pairs`` (offer_id = a query offer, rec_id = an offer in the index, ...) that a
+    search from the query offer (:func:`search_neighbours`, ``nprobe`` lists) can return: those whose
+    offer ``rec_id`` is stored in one of the lists the query probes. Every row for a non-IVF index.
+
+    An IVF search is not symmetric: a reverse search from ``rec_id`` probing wider finds queries
+    whose own search never opens ``rec_id``'s list; a carousel patched with such an offer would hold
+    what a rebuild of the same index cannot find.
+    """
+    from pyspark.sql import functions as F
+
+    trained = storage.read_bytes(storage.join(index_uri, shards.QUANTIZER))
+    if not shards.nlist(trained):
+        return pairs
+    bc = pairs.sparkSession.sparkContext.broadcast(trained)
+    vectors = embeddings.select("offer_id", "vector")
+    both = (
+        pairs.select("offer_id", "rec_id")
+        .join(vectors, "offer_id")
+        .join(
+            vectors.select(F.col("offer_id").alias("rec_id"), F.col("vector").alias("rec_vector")), "rec_id"
+        )
+    )
+
+    def reachable(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import faiss
+        import pyarrow as pa
+
+        index = shards.from_bytes(bc.value)  # held: the quantizer is owned by it
+        quantizer = faiss.extract_index_ivf(index).quantizer
+        lists = min(nprobe, quantizer.ntotal)
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            _, q = arrow_vectors([batch])
+            _, r = arrow_vectors(
+                [
+                    pa.RecordBatch.from_arrays(
+                        [batch.column("rec_id"), batch.column("rec_vector")], names=["offer_id", "vector"]
+                    )
+                ]
+            )
+            _, probed = quantizer.search(q, lists)
+            _, home = quantizer.search(r, 1)
+            keep = pa.array((probed == home).any(axis=1))
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("offer_id").filter(keep), batch.column("rec_id").filter(keep)],
+                names=["offer_id", "rec_id"],
+            )
+
+    found = map_in_arrow(
+        both.select("offer_id", "rec_id", "vector", "rec_vector"), reachable, "offer_id bigint, rec_id bigint"
+    )
+    return pairs.join(found, ["offer_id", "rec_id"])
+
+
 def to_recs(
     neighbours: DataFrame, keys: DataFrame, k: int, category_cap: int, model_version: str
 ) -> DataFrame:

@@ -36,33 +36,46 @@ def tokens(col: Column) -> Column:
 
 def shown(events: DataFrame, splits: DataFrame) -> DataFrame:
     """Every (search, offer shown) with its grade: query_id, session_id, ts, query_text, offer_id,
-    position (1-based), label, split. A query_id names one search."""
+    position (1-based), label, split. A query_id names one search.
+
+    The split and the grades are joined per search (a search's grades as one offer -> grade map)
+    before its listing is exploded, so the rows shown, ~100 per search, are never shuffled for them.
+    """
     from pyspark.sql import functions as F
 
     grade = F.create_map(*[x for k, v in LABEL_GRADES.items() for x in (F.lit(k), F.lit(v))])
-    labels = (
+    grades = (
         events.where(
             F.col("event").isin(*LABEL_GRADES) & F.col("query_id").isNotNull() & F.col("offer_id").isNotNull()
         )
         .groupBy("query_id", "offer_id")
         .agg(F.max(grade[F.col("event")]).alias("label"))
+        .groupBy("query_id")
+        .agg(F.map_from_entries(F.collect_list(F.struct("offer_id", "label"))).alias("_grades"))
     )
-    searches = events.where(F.col("event") == "search").select(
-        "query_id", "session_id", "ts", "query_text", F.posexplode("listing").alias("_pos", "offer_id")
-    )
-    return (
-        searches.join(labels, ["query_id", "offer_id"], "left")
+    searches = (
+        events.where(F.col("event") == "search")
+        .select("query_id", "session_id", "ts", "query_text", "listing")
         .join(splits, "session_id")
-        .select(
-            "query_id",
-            "session_id",
-            "ts",
-            "query_text",
-            "offer_id",
-            (F.col("_pos") + 1).cast("int").alias("position"),
-            F.coalesce(F.col("label"), F.lit(0)).cast("int").alias("label"),
-            "split",
-        )
+        .join(grades, "query_id", "left")
+    )
+    return searches.select(
+        "query_id",
+        "session_id",
+        "ts",
+        "query_text",
+        "split",
+        "_grades",
+        F.posexplode("listing").alias("_pos", "offer_id"),
+    ).select(
+        "query_id",
+        "session_id",
+        "ts",
+        "query_text",
+        "offer_id",
+        (F.col("_pos") + 1).cast("int").alias("position"),
+        F.coalesce(F.element_at("_grades", F.col("offer_id")), F.lit(0)).cast("int").alias("label"),
+        "split",
     )
 
 
