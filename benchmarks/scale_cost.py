@@ -172,7 +172,7 @@ def cost_model(
     out = {
         "reference": REFERENCE,
         "measured_at": f"{rung['factor']:g}x",
-        "stages_measured_at": {k: v for k, v in at.items() if at[k] != f"{rung['factor']:g}x"},
+        "stages_measured_at": {k: v for k, v in at.items() if v != f"{rung['factor']:g}x"},
         "assumptions": ASSUMPTIONS,
         "daily": {"core_hours": daily, "total_core_hours": total(daily)},
         "weekly_retrain": {

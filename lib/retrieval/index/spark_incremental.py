@@ -116,10 +116,11 @@ def updated_recs(
     fresh = delta.where(~F.col("deleted")).select("offer_id", "vector")
     live = embeddings.select("offer_id")
     reverse = neighbours(fresh, REVERSE_FACTOR * candidates, REVERSE_PROBE_FACTOR)
-    entering = entering_offers(old, reverse, k)
+    # cached before the reachability filter too: it reads its input twice (the vectors' join and the
+    # final one), which would otherwise run the reverse search twice
+    entering = entering_offers(old, reverse, k).cache()
     if reachable is not None:
-        entering = reachable(entering)
-    entering = entering.cache()
+        entering = reachable(entering).cache()
     searched_again = entering if not patch else entering.where(~F.col("full"))
     todo = (
         holding_offers(old, delta)
