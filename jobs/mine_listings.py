@@ -46,9 +46,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     }
     model_uri = save_json_model(root, "position_bias", fitted)
     max_position = int(rows.agg(F.max("position")).first()[0] or 1)  # type: ignore[index]
-    table = add_features(rows, events, offers, splits, model, cfg.listings, max_position, cfg.seed)
     parts = int(spark.conf.get("spark.sql.shuffle.partitions"))
-    ordered = table.repartition(parts, "query_id").sortWithinPartitions("query_id", "position")
+    table = add_features(rows, events, offers, splits, model, cfg.listings, max_position, cfg.seed, parts)
+    ordered = table.sortWithinPartitions("query_id", "position")
     uri = write_table(ordered, root, tables.LISTINGS)
     by_split = split_stats(read_table(spark, root, tables.LISTINGS))
     rows.unpersist()

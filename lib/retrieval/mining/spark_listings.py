@@ -34,12 +34,24 @@ def tokens(col: Column) -> Column:
     return F.filter(F.split(F.lower(F.coalesce(col, F.lit(""))), "[^0-9a-z]+"), lambda t: F.length(t) > 0)
 
 
+def searches(events: DataFrame) -> DataFrame:
+    """One row per search: query_id, session_id, ts, query_text, listing."""
+    from pyspark.sql import functions as F
+
+    return events.where(F.col("event") == "search").select(
+        "query_id", "session_id", "ts", "query_text", "listing"
+    )
+
+
 def shown(events: DataFrame, splits: DataFrame) -> DataFrame:
-    """Every (search, offer shown) with its grade: query_id, session_id, ts, query_text, offer_id,
-    position (1-based), label, split. A query_id names one search.
+    """Every (search, offer shown) with its grade, narrow: query_id, offer_id, position (1-based),
+    label, split, ``_qh`` (a hash of the query's normalised text) and ``_sh`` (a hash of its session).
+    A query_id names one search.
 
     The split and the grades are joined per search (a search's grades as one offer -> grade map)
-    before its listing is exploded, so the rows shown, ~100 per search, are never shuffled for them.
+    before its listing is exploded, so the rows shown, ~100 per search, are never shuffled for them;
+    the search's own attributes (session, time, text) stay in the search and are joined back after
+    :func:`add_features` has thinned the rows, so they are not carried (persisted, shuffled) ~100 times.
     """
     from pyspark.sql import functions as F
 
@@ -53,36 +65,29 @@ def shown(events: DataFrame, splits: DataFrame) -> DataFrame:
         .groupBy("query_id")
         .agg(F.map_from_entries(F.collect_list(F.struct("offer_id", "label"))).alias("_grades"))
     )
-    searches = (
-        events.where(F.col("event") == "search")
-        .select("query_id", "session_id", "ts", "query_text", "listing")
-        .join(splits, "session_id")
-        .join(grades, "query_id", "left")
-    )
-    return searches.select(
+    per_search = searches(events).join(splits, "session_id").join(grades, "query_id", "left")
+    return per_search.select(
         "query_id",
-        "session_id",
-        "ts",
-        "query_text",
         "split",
+        F.xxhash64(F.array_join(tokens(F.col("query_text")), " ")).alias("_qh"),
+        F.xxhash64("session_id").alias("_sh"),
         "_grades",
         F.posexplode("listing").alias("_pos", "offer_id"),
     ).select(
         "query_id",
-        "session_id",
-        "ts",
-        "query_text",
         "offer_id",
         (F.col("_pos") + 1).cast("int").alias("position"),
         F.coalesce(F.element_at("_grades", F.col("offer_id")), F.lit(0)).cast("int").alias("label"),
         "split",
+        "_qh",
+        "_sh",
     )
 
 
 def fit_propensity(rows: DataFrame, cfg: ListingsSection, seed: int) -> tuple[PositionBias, dict[str, int]]:
     """Fits the examination curve on training rows; returns it and the size of what it was fitted on.
 
-    Cells are (query text, offer, position) with impressions and clicks, restricted to pairs seen at
+    Cells are (normalised query text, offer, position) with impressions and clicks, restricted to pairs seen at
     two or more positions. If there are more than ``cfg.propensity_max_rows`` cells, whole pairs are
     sampled (by a hash, so reruns agree) down to that bound: the driver holds a bounded sample, never
     the log.
@@ -93,19 +98,18 @@ def fit_propensity(rows: DataFrame, cfg: ListingsSection, seed: int) -> tuple[Po
     k = cfg.propensity_positions
     cells = (
         rows.where((F.col("split") == "train") & (F.col("position") <= k))
-        .withColumn("_q", F.array_join(tokens(F.col("query_text")), " "))
-        .groupBy("_q", "offer_id", "position")
+        .groupBy("_qh", "offer_id", "position")
         .agg(F.count(F.lit(1)).alias("n"), F.sum((F.col("label") > 0).cast("long")).alias("c"))
-        .withColumn("_npos", F.count(F.lit(1)).over(Window.partitionBy("_q", "offer_id")))
+        .withColumn("_npos", F.count(F.lit(1)).over(Window.partitionBy("_qh", "offer_id")))
         .where(F.col("_npos") >= 2)
     )
     total = cells.count()
     if total > cfg.propensity_max_rows:
         keep = cfg.propensity_max_rows / total
         cells = cells.where(
-            (F.abs(F.xxhash64("_q", "offer_id", F.lit(seed))) % 1_000_000) < int(keep * 1_000_000)
+            (F.abs(F.xxhash64("_qh", "offer_id", F.lit(seed))) % 1_000_000) < int(keep * 1_000_000)
         )
-    pdf: Any = cells.select(F.xxhash64("_q", "offer_id").alias("g"), "position", "n", "c").toPandas()
+    pdf: Any = cells.select(F.xxhash64("_qh", "offer_id").alias("g"), "position", "n", "c").toPandas()
     model = fit_position_bias(
         pdf["g"].to_numpy(),
         pdf["position"].to_numpy(),
@@ -188,18 +192,21 @@ def add_features(
     cfg: ListingsSection,
     max_position: int,
     seed: int = 0,
+    partitions: int | None = None,
 ) -> DataFrame:
     """Adds propensity and every feature of ``FEATURES`` (see the module docstring) to ``shown`` rows,
-    and ``weight``. The features of a row's listing (size, price rank and z-score, category share) and
-    the priors see every row shown; then :func:`sample_impressions` thins the training rows, before
-    the per-row work (the title and query joins, BM25) and the write."""
+    and ``weight``, and the search's session_id, ts and query_text. The features of a row's listing
+    (size, price rank and z-score, category share) and the priors see every row shown; then
+    :func:`sample_impressions` thins the training rows, before the per-row work (the title and query
+    joins, BM25), the search's attributes and the write. ``partitions``: hash-partition the rows by
+    query_id into that many partitions before the attributes are joined (the write's layout)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     k = cfg.prior_folds
     rows = rows.withColumn("propensity", propensity_column(model, max_position)).withColumn(
         "_fold",
-        F.when(F.col("split") == "train", F.abs(F.xxhash64("session_id")) % k).otherwise(F.lit(-1)),
+        F.when(F.col("split") == "train", F.abs(F.col("_sh")) % k).otherwise(F.lit(-1)),
     )
     train = rows.where(F.col("split") == "train")
     # Priors from the training period: clicks per expected examination, purchases per expected examination.
@@ -229,10 +236,9 @@ def add_features(
         .agg(F.count(F.lit(1)).alias("_views"))
     )
     tf, idf, stats = title_index(offers)
+    attributes = searches(events).select("query_id", "session_id", "ts", "query_text")
     q_idf = (
-        rows.select("query_id", "query_text")
-        .distinct()
-        .select("query_id", F.explode(F.array_distinct(tokens(F.col("query_text")))).alias("token"))
+        attributes.select("query_id", F.explode(F.array_distinct(tokens(F.col("query_text")))).alias("token"))
         .join(idf, "token", "left")
         .groupBy("query_id")
         .agg(
@@ -299,7 +305,12 @@ def add_features(
             ).otherwise(F.lit(0.0)),
         )
     )
-    return out.select(
+    out = out.select(
+        "query_id", "offer_id", "position", "label", "propensity", "weight", "split", "category_id", *FEATURES
+    )
+    if partitions:
+        out = out.repartition(partitions, "query_id")  # the attributes' join below reuses it
+    return out.join(attributes, "query_id").select(
         "query_id",
         "offer_id",
         "position",
