@@ -25,7 +25,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root = cfg.paths.root
     raw_offers = read_table(spark, root, tables.RAW_OFFERS)
     raw_events = read_table(spark, root, tables.RAW_EVENTS)
-    offers = ingest_offers(raw_offers)
+    offers = ingest_offers(raw_offers, cfg.ingest)
     check_accounting("offers", offers)
     events = ingest_events(raw_events, offers.accepted, cfg.ingest)
     check_accounting("events", events)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from retrieval.evaluation import NO_ITEM
 from retrieval.index import shards
 from retrieval.index.recs import carousel, product_key
 
@@ -21,10 +22,10 @@ def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:
 
 
 def test_merge_top_k_orders_by_score_then_id_and_pads() -> None:
-    a = (np.array([[0.9, 0.5, -np.inf]]), np.array([[7, 3, -1]]))
+    a = (np.array([[0.9, 0.5, -np.inf]]), np.array([[7, 3, NO_ITEM]]))
     b = (np.array([[0.9, 0.7]]), np.array([[2, 3]]))  # 2 ties with 7 at 0.9; 3 found twice
     d, i = shards.merge_top_k([a, b], 5)
-    assert i.tolist() == [[2, 7, 3, -1, -1]]  # 3 once, with its best score 0.7
+    assert i.tolist() == [[2, 7, 3, NO_ITEM, NO_ITEM]]  # 3 once, with its best score 0.7
     assert np.allclose(d[0, :3], [0.9, 0.9, 0.7]) and np.isinf(d[0, 3:]).all()
     d, i = shards.merge_top_k([a, b], 2, exclude=np.array([[2]]))
     assert i.tolist() == [[7, 3]]
@@ -40,23 +41,25 @@ def test_merge_top_k_equals_a_brute_force_merge() -> None:
         parts = []
         for _ in range(int(rng.integers(1, 4))):
             width = int(rng.integers(0, 25))
-            i = rng.integers(-1, 25, size=(q, width))
+            i = rng.integers(-5, 25, size=(q, width))  # negative ids are offers too
             d = np.round(rng.normal(size=(q, width)), 1).astype(np.float32)  # coarse scores: many ties
-            parts.append((np.where(i < 0, -np.inf, d), i))
+            pad = rng.random(size=(q, width)) < 0.15  # padding: a -inf score, whatever the id
+            parts.append((np.where(pad, -np.inf, d), np.where(pad, NO_ITEM, i)))
         exclude = rng.integers(0, 25, size=(q, 2))
         got_d, got_i = shards.merge_top_k(parts, k, exclude)
         if all(
-            len(set(r[r >= 0].tolist())) == (r >= 0).sum() for r in np.concatenate([p[1] for p in parts], 1)
+            len(set(r[r != NO_ITEM].tolist())) == (r != NO_ITEM).sum()
+            for r in np.concatenate([p[1] for p in parts], 1)
         ):
             assert (shards.merge_top_k(parts, k, exclude, unique=True)[1] == got_i).all()
         for row in range(q):
             best: dict[int, float] = {}
             for d, i in parts:
                 for score, item in zip(d[row], i[row], strict=True):
-                    if item >= 0 and item not in exclude[row]:
+                    if np.isfinite(score) and item not in exclude[row]:
                         best[int(item)] = max(best.get(int(item), -np.inf), float(score))
             want = sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]
-            want_i = [i for i, _ in want] + [-1] * (k - len(want))
+            want_i = [i for i, _ in want] + [NO_ITEM] * (k - len(want))
             assert got_i[row].tolist() == want_i
             assert np.allclose(got_d[row][: len(want)], [s for _, s in want])
             assert np.isinf(got_d[row][len(want) :]).all()
@@ -90,11 +93,11 @@ def test_sharded_search_equals_one_index_with_every_vector(tmp_path: Path) -> No
     shards.set_search_params(merged, nprobe=4)
     d3, i3 = shards.search(merged, q, 10)
     assert np.allclose(d1, d3, atol=1e-5) and ((i1 == i3) | np.isclose(d1, d3, atol=1e-5)).all()
-    # Flat (non-IVF) types get ids through IDMap2; fewer vectors than k pad with -1
+    # Flat (non-IVF) types get ids through IDMap2; fewer vectors than k pad with NO_ITEM
     flat = shards.build_shard(shards.train_index(x[:10], "Flat"), x[:3], ids[:3])
     d, i = shards.search(flat, x[:1], 5)
     assert i[0, :3].tolist() == [ids[0], *sorted(ids[1:3], key=lambda j: -float(x[0] @ x[(j - 1) // 7]))]
-    assert (i[0, 3:] == -1).all() and np.isinf(d[0, 3:]).all()
+    assert (i[0, 3:] == NO_ITEM).all() and np.isinf(d[0, 3:]).all()
 
 
 def test_superseded_vectors_of_older_shards_are_dropped() -> None:

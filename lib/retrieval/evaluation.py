@@ -1,7 +1,7 @@
 """Offline retrieval metrics, shared by every stage: exact top-K, Recall@K, MRR, bootstrap intervals
 (pure numpy; the rankings' nDCG is ``ranking.evaluation``).
 
-Conventions: ``ranked`` is [Q, K] item ids (best first, -1 = no item), ``targets`` one set of
+Conventions: ``ranked`` is [Q, K] item ids (best first, ``NO_ITEM`` = no item), ``targets`` one set of
 relevant ids per query. Recall@K = |top-K ∩ targets| / |targets|, averaged over queries with targets;
 MRR = mean of 1 / rank of the first relevant item within the top K (0 if none).
 """
@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+# The id that pads a result with fewer than k items: int64's minimum, which ingest reserves (an offer
+# with that id is quarantined), so every other int64, negative ids included, is an offer id.
+NO_ITEM = int(np.iinfo(np.int64).min)
 
 
 def exact_search(
@@ -26,12 +30,12 @@ def exact_search(
     Args:
         xq: [Q, d] float32 queries; xb: [N, d] float32 items with ids [N].
         exclude: [Q] item id per query to leave out (the query item itself), or None.
-    Returns: D [Q, k] float32 scores (-inf padding) and I [Q, k] int64 ids (-1 padding).
+    Returns: D [Q, k] float32 scores (-inf padding) and I [Q, k] int64 ids (``NO_ITEM`` padding).
     """
     if xq.shape[1] != xb.shape[1]:
         raise ValueError(f"queries are {xq.shape[1]}-d but items are {xb.shape[1]}-d")
     dist = np.full((len(xq), k), -np.inf, dtype=np.float32)
-    out = np.full((len(xq), k), -1, dtype=np.int64)
+    out = np.full((len(xq), k), NO_ITEM, dtype=np.int64)
     kk = min(k + (1 if exclude is not None else 0), len(xb))
     for lo in range(0, len(xq), block):
         scores = xq[lo : lo + block] @ xb.T  # [b, N]
@@ -42,7 +46,7 @@ def exact_search(
         idx = np.take_along_axis(part, np.argsort(-order, axis=1, kind="stable"), axis=1)[:, :k]
         best = np.take_along_axis(scores, idx, axis=1)
         top = ids[idx]
-        top[best == -np.inf] = -1
+        top[best == -np.inf] = NO_ITEM
         out[lo : lo + block, : top.shape[1]] = top
         dist[lo : lo + block, : best.shape[1]] = best
     return dist, out

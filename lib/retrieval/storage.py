@@ -27,9 +27,19 @@ def is_local(uri: str) -> bool:
 
 
 def local_path(uri: str) -> str:
-    """``file:///a/b`` -> ``/a/b``; plain paths are returned absolute."""
-    if uri.startswith("file://"):
-        return urlparse(uri).path
+    """``file:///a/b`` and ``file:/a/b`` -> ``/a/b``; plain paths are returned absolute.
+
+    Raises:
+        ValueError: a ``file:`` URI that names a host (``file://work/test`` is host ``work``, path
+            ``/test``: almost always a relative path written as a URI by mistake).
+    """
+    if uri.startswith("file:"):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(
+                f"{uri}: a file URI names no host; write file:///absolute/path, or a plain (relative) path"
+            )
+        return parsed.path or "/"
     return os.path.abspath(uri)
 
 
@@ -42,9 +52,15 @@ def absolute(uri: str) -> str:
 
 
 def join(root: str, *parts: str) -> str:
-    """Joins path parts onto a path or URI with ``/``."""
+    """Joins path parts onto a path or URI with ``/``.
+
+    Raises:
+        ValueError: a part with a ``..`` segment (a name from config must not lead out of ``root``).
+    """
     out = root.rstrip("/")
     for p in parts:
+        if ".." in p.replace("\\", "/").split("/"):
+            raise ValueError(f"{p!r}: a name under {root} may not contain '..'")
         out = f"{out}/{p.strip('/')}"
     return out
 

@@ -101,6 +101,6 @@ def load(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -
         apply_override(cfg, assignment)
     # Executors and training processes do not share the driver's working directory: a relative root
     # would land their writes (index shards, checkpoints, models) somewhere else on every node.
-    cfg.paths.root = storage.absolute(cfg.paths.root)
     loader.validate(cfg)
+    cfg.paths.root = storage.absolute(cfg.paths.root)
     return cfg

@@ -11,7 +11,9 @@ Renamed keys keep working for one release: ``Config.DEPRECATED`` says where each
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from retrieval import tables
@@ -33,7 +35,7 @@ def _unit(section: str, **values: float) -> None:
 
 def _positive(section: str, **values: float) -> None:
     for name, v in values.items():
-        if v < 1:
+        if not v >= 1:  # NaN too
             raise ConfigError(f"{section}.{name} must be >= 1; got {v}")
 
 
@@ -41,6 +43,18 @@ def _positive(section: str, **values: float) -> None:
 class PathsSection:
     root: str = "work"  # every table, model, metric and report of a run lives under this path or URI
     results: str = "benchmarks/results"  # where the real-data benchmarks (eval_sessions, eval_ltr, evaluate_visual) write <name>.json
+
+    def validate(self) -> None:
+        from retrieval import storage
+
+        for key, value in (("paths.root", self.root), ("paths.results", self.results)):
+            if not value:
+                raise ConfigError(f"{key} must not be empty")
+            if storage.is_local(value):
+                try:
+                    storage.local_path(value)
+                except ValueError as e:
+                    raise ConfigError(f"{key}: {e}") from None
 
 
 @dataclass
@@ -114,6 +128,26 @@ class IngestSection:
     max_events_per_minute: float = 60.0  # ... or one faster than this on average
     min_events_for_rate: int = 30  # the rate rule applies only to sessions with at least this many events
     events_partitions: int = 0  # partitions of the events table; 0 = spark.sql.shuffle.partitions
+    max_listing: int = 1000  # a search showing more offers than this is quarantined (bad_listing)
+    max_text_chars: int = 2000  # a query text or an offer title longer than this is quarantined (bad_text)
+    # an event more than this many days from the log's busiest day is quarantined (ts_out_of_range), so a
+    # clock that says 2099 cannot move the test split; the bound comes from the log, not the wall clock
+    ts_spread_days: int = 400  # 0 = no bound
+
+    def validate(self) -> None:
+        _positive(
+            "ingest",
+            max_session_events=self.max_session_events,
+            min_events_for_rate=self.min_events_for_rate,
+            max_listing=self.max_listing,
+            max_text_chars=self.max_text_chars,
+        )
+        if not self.max_events_per_minute > 0 or math.isinf(self.max_events_per_minute):
+            raise ConfigError(
+                f"ingest.max_events_per_minute must be a positive number; got {self.max_events_per_minute}"
+            )
+        if self.events_partitions < 0 or self.ts_spread_days < 0:
+            raise ConfigError("ingest.events_partitions and ingest.ts_spread_days must be >= 0")
 
 
 @dataclass
@@ -313,6 +347,13 @@ class RecsSection:
     def validate(self) -> None:
         if self.mode == "incremental" and not self.since:
             raise ConfigError("recs.mode=incremental needs recs.since (offers updated since when?)")
+        if self.since:
+            try:
+                datetime.strptime(self.since, "%Y-%m-%d" if len(self.since) <= 10 else "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                raise ConfigError(
+                    f"recs.since must be YYYY-MM-DD or YYYY-MM-DD HH:MM:SS (UTC); got {self.since!r}"
+                ) from None
         if self.k < 1 or self.candidates < self.k:
             raise ConfigError(f"need 1 <= recs.k <= recs.candidates; got {self.k}, {self.candidates}")
 
@@ -443,6 +484,9 @@ class VisualSection:
     catalog: str = ""  # CSV with columns image (file name, looked up in `images`) and id (the product)
     name: str = ""  # evaluate_visual also writes <paths.results>/<name>.json (a benchmark on real photos)
     size: int = 64  # images are resized to size x size
+    max_pixels: int = (
+        40_000_000  # an image whose header declares more pixels is not decoded (quarantined as too_large)
+    )
     max_products: int = 1200  # products used (train + test), a hash sample; 0 = all
     test_share: float = (
         0.3  # share of products held out (queries and gallery), by product; 1 = a gallery only to evaluate on
@@ -473,6 +517,7 @@ class VisualSection:
     )  # this stage's overrides of `training`: by default one process on the driver with 2 threads
 
     def validate(self) -> None:
+        _positive("visual", size=self.size, max_pixels=self.max_pixels)
         if not 0 <= self.shop_views <= self.views:
             raise ConfigError(
                 f"need 0 <= visual.shop_views <= visual.views; got {self.shop_views}, {self.views}"

@@ -48,7 +48,7 @@ def encoder_top_k(
     from pyspark.sql import functions as F
 
     from retrieval.encoder.model import embed
-    from retrieval.evaluation import exact_search
+    from retrieval.evaluation import NO_ITEM, exact_search
 
     feats = features.join(warm.withColumn("_warm", F.lit(True)), "offer_id", "left").withColumn(
         "_warm", F.coalesce("_warm", F.lit(False))
@@ -77,7 +77,7 @@ def encoder_top_k(
                 dist, ids = exact_search(
                     qv, iv, item_ids, kk, exclude=qids
                 )  # this partition's best per query
-                keep = ids.reshape(-1) >= 0
+                keep = ids.reshape(-1) != NO_ITEM
                 yield pd.DataFrame(
                     {
                         "mode": np.full(int(keep.sum()), mode, dtype=np.int32),

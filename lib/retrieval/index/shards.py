@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.evaluation import NO_ITEM
+
 MANIFEST = "manifest.json"
 QUANTIZER = "quantizer.faiss"
 
@@ -90,20 +92,24 @@ def set_search_params(index: Any, nprobe: int = 0, k_factor: float = 0.0) -> Non
 def search(
     index: Any, queries: np.ndarray, k: int, assigned: tuple[np.ndarray, np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """faiss search, with -inf scores where faiss pads with id -1.
+    """faiss search; where faiss pads (id -1 with score -FLT_MAX) the score is -inf and the id ``NO_ITEM``
+    (a real offer may have id -1: what marks padding is the score).
 
     ``assigned``: the queries' coarse assignment (D, I of the IVF quantizer, ``nprobe`` lists), to skip
     assigning them again (IVF indices only).
     """
     if index.ntotal == 0 or k == 0:
-        return (np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64))
+        return (
+            np.full((len(queries), k), -np.inf, np.float32),
+            np.full((len(queries), k), NO_ITEM, np.int64),
+        )
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if assigned is not None:
         d, i = index.search_preassigned(queries, k, assigned[1], assigned[0])
     else:
         d, i = index.search(queries, k)
-    d = np.where(i < 0, -np.inf, d).astype(np.float32)
-    return d, i.astype(np.int64)
+    pad = (i == -1) & (d < -1e38)  # faiss's padding: -FLT_MAX (inner product), no real score is near it
+    return np.where(pad, -np.inf, d).astype(np.float32), np.where(pad, NO_ITEM, i).astype(np.int64)
 
 
 def merge_top_k(
@@ -116,8 +122,8 @@ def merge_top_k(
 
     Best score first; ties broken by the smaller id, so the result does not depend on shard order.
     An id found in several parts (a vector re-added by an update) counts once, with its best score.
-    ``exclude``: [Q, m] ids dropped per query (the query itself; -1 = nothing). Fewer than k results
-    are padded with id -1 and score -inf. ``unique=True`` promises that no id appears twice in a row
+    ``exclude``: [Q, m] ids dropped per query (the query itself). Fewer than k results are padded
+    with id ``NO_ITEM`` and score -inf; a -inf score is what marks padding, so any other id is an offer. ``unique=True`` promises that no id appears twice in a row
     (shards partition the ids, and superseded copies are already dropped), which skips the de-duplication.
     """
     ds, is_ = [], []
@@ -128,30 +134,30 @@ def merge_top_k(
         raise ValueError("merge_top_k needs at least one part")
     d = np.concatenate(ds, axis=1)
     i = np.concatenate(is_, axis=1)
-    dead = i < 0
+    dead = ~np.isfinite(d)
     if exclude is not None and exclude.size:
         ex = np.asarray(exclude, dtype=np.int64).reshape(len(i), -1)
         dead |= (i[:, :, None] == ex[:, None, :]).any(axis=2)
     d = np.where(dead, -np.inf, d)
-    i = np.where(dead, -1, i)
+    i = np.where(dead, NO_ITEM, i)
     if not unique:  # the same id twice (from two parts, or added twice): keep its best score only
         order = np.lexsort((-d, i), axis=-1)  # by id, then best score first
         i_s, d_s = np.take_along_axis(i, order, -1), np.take_along_axis(d, order, -1)
         repeat = np.zeros_like(dead)
-        repeat[:, 1:] = (i_s[:, 1:] == i_s[:, :-1]) & (i_s[:, 1:] >= 0)
-        d, i = np.where(repeat, -np.inf, d_s), np.where(repeat, -1, i_s)
+        repeat[:, 1:] = (i_s[:, 1:] == i_s[:, :-1]) & np.isfinite(d_s[:, 1:])
+        d, i = np.where(repeat, -np.inf, d_s), np.where(repeat, NO_ITEM, i_s)
     out_d, out_i = _best_k(d, i, k)
     if out_i.shape[1] < k:  # fewer candidates than k in all parts together
         pad = k - out_i.shape[1]
         out_d = np.pad(out_d, ((0, 0), (0, pad)), constant_values=-np.inf)
-        out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=-1)
-    out_i = np.where(np.isfinite(out_d), out_i, -1)
+        out_i = np.pad(out_i, ((0, 0), (0, pad)), constant_values=NO_ITEM)
+    out_i = np.where(np.isfinite(out_d), out_i, NO_ITEM)
     return out_d.astype(np.float32), out_i
 
 
 def _sorted_k(d: np.ndarray, i: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's first k by (score descending, id ascending; -1 ids last)."""
-    order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=-1)[:, :k]
+    """Each row's first k by (score descending, id ascending; padding last)."""
+    order = np.lexsort((np.where(np.isfinite(d), i, np.iinfo(np.int64).max), -d), axis=-1)[:, :k]
     return np.take_along_axis(d, order, -1), np.take_along_axis(i, order, -1)
 
 
@@ -279,9 +285,9 @@ def search_shards(
         d, i = search(index, queries, kk, assigned if ivf else None)
         if superseded:
             dead = np.isin(i, np.fromiter(superseded, dtype=np.int64, count=len(superseded)))
-            i = np.where(dead, -1, i)
+            i = np.where(dead, NO_ITEM, i)
             d = np.where(dead, -np.inf, d).astype(np.float32)
         parts.append((d, i))
     if not parts:
-        return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), NO_ITEM, np.int64)
     return merge_top_k(parts, k, exclude, unique=True)  # superseded copies are dropped above

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval import storage
-from retrieval.evaluation import recall_at_k
+from retrieval.evaluation import NO_ITEM, recall_at_k
 from retrieval.index import shards
 from retrieval.index.spark_index import exact_neighbours, sample_vectors, search_neighbours, write_shards
 
@@ -110,8 +110,8 @@ def _ann_recall(
     ).coalesce(1)
     found = search_neighbours(qdf, manifest, index_uri, 10, nprobe, k_factor, threads)
     ann = {r["offer_id"]: list(r["neighbours"]) for r in found.collect()}
-    ranked = np.array([(ann.get(int(i), []) + [-1] * 10)[:10] for i in ids])
-    return recall_at_k(ranked, [set(row[row >= 0].tolist()) for row in exact], 10)
+    ranked = np.array([(ann.get(int(i), []) + [NO_ITEM] * 10)[:10] for i in ids], dtype=np.int64)
+    return recall_at_k(ranked, [set(row[row != NO_ITEM].tolist()) for row in exact], 10)
 
 
 def recall_vs_exact(

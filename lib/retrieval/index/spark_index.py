@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval import storage
+from retrieval.evaluation import NO_ITEM
 from retrieval.index import shards
 from retrieval.index.recs import carousel, product_key
 from retrieval.spark import map_in_arrow, map_in_pandas
@@ -135,9 +136,11 @@ def exact_neighbours(embeddings: DataFrame, query_ids: np.ndarray, queries: np.n
     # every batch's best k per query, merged where they are: the driver gets Q x k rows, whatever n is
     order = Window.partitionBy("q").orderBy(F.desc("score"), "item")  # score descending, ties by id
     best = (
-        scored.where(F.col("item") >= 0).withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= k)
+        scored.where(F.col("item") != F.lit(NO_ITEM))
+        .withColumn("_r", F.row_number().over(order))
+        .where(F.col("_r") <= k)
     )
-    out = np.full((len(query_ids), k), -1, dtype=np.int64)
+    out = np.full((len(query_ids), k), NO_ITEM, dtype=np.int64)
     for r in best.collect():
         out[r["q"], r["_r"] - 1] = r["item"]
     bc.unpersist()
@@ -259,7 +262,7 @@ def search_neighbours(
         d, i = shards.search_shards(loaded, vecs, k, exclude=ids.reshape(-1, 1))
         for lo in range(0, len(ids), 50000):
             dd, ii = d[lo : lo + 50000], i[lo : lo + 50000]
-            keep = ii >= 0
+            keep = np.isfinite(dd)
             yield pa.RecordBatch.from_arrays(
                 [pa.array(ids[lo : lo + 50000]), arrow_lists(ii, keep), arrow_lists(dd, keep)],
                 names=["offer_id", "neighbours", "scores"],

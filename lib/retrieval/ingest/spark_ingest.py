@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from retrieval import tables
 from retrieval.config import IngestSection
+from retrieval.evaluation import NO_ITEM
 from retrieval.ingest import rules
 
 if TYPE_CHECKING:
@@ -50,14 +51,21 @@ def _count_by_reason(bad: DataFrame) -> dict[str, int]:
     return {r["reason"]: int(r["count"]) for r in bad.groupBy("reason").count().collect()}
 
 
-def ingest_offers(raw: DataFrame) -> IngestResult:
-    """Validates raw offers: null keys, bad prices, bad timestamps -> quarantine; exact duplicates ->
+def _bad_text(col: Column, max_chars: int) -> Column:
+    from pyspark.sql import functions as F
+
+    return col.isNotNull() & (~F.is_valid_utf8(col) | (F.length(col) > max_chars))
+
+
+def ingest_offers(raw: DataFrame, cfg: IngestSection | None = None) -> IngestResult:
+    """Validates raw offers: null keys, reserved ids, bad prices, bad timestamps, bad titles -> quarantine; exact duplicates ->
     removed and counted; several versions of one offer_id -> the latest ``updated_at`` wins, the older
     ones are quarantined as ``duplicate_key``."""
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    cfg = cfg or IngestSection()
     cols = tables.RAW_OFFERS.column_names
     price = F.col("price")
     staged = (
@@ -67,11 +75,13 @@ def ingest_offers(raw: DataFrame) -> IngestResult:
             _first_reason(
                 [
                     (F.col("offer_id").isNull(), rules.NULL_KEY),
+                    (F.col("offer_id") == F.lit(NO_ITEM), rules.BAD_ID),
                     (
                         price.isNotNull() & (F.isnan(price) | (price < 0) | (F.abs(price) == float("inf"))),
                         rules.BAD_PRICE,
                     ),
                     (F.col("updated_at").isNotNull() & F.col("_ts").isNull(), rules.BAD_TS),
+                    (_bad_text(F.col("title"), cfg.max_text_chars), rules.BAD_TEXT),
                 ]
             ),
         )
@@ -112,19 +122,43 @@ def ingest_events(raw: DataFrame, offers: DataFrame, cfg: IngestSection) -> Inge
     cols = tables.RAW_EVENTS.column_names
     known = offers.select(F.col("offer_id").alias("_known")).distinct()
     event, listing = F.col("event"), F.col("listing")
-    # Row-level rules that need no other table.
-    pre = raw.withColumn("_ts", F.try_to_timestamp(F.col("ts"))).withColumn(
+    # Row-level rules that need no other table; the time range is centred on the log's busiest day.
+    timed = raw.withColumn("_ts", F.try_to_timestamp(F.col("ts")))
+    busiest = (
+        timed.where(F.col("_ts").isNotNull())
+        .groupBy(F.to_date("_ts").alias("day"))
+        .count()
+        .orderBy(F.desc("count"), "day")
+        .first()
+    )
+    out_of_range = (
+        F.abs(F.datediff(F.to_date("_ts"), F.lit(busiest["day"]))) > cfg.ts_spread_days
+        if busiest is not None and cfg.ts_spread_days
+        else F.lit(False)
+    )
+
+    def blank(c: str) -> Column:
+        return F.col(c).isNull() | F.col(c).rlike(rules.BLANK)
+
+    pre = timed.withColumn(
         "_pre",
         _first_reason(
             [
-                (F.col("session_id").isNull() | event.isNull(), rules.NULL_KEY),
+                (blank("session_id") | event.isNull(), rules.NULL_KEY),
                 (event.isin(*rules.OFFER_EVENTS) & F.col("offer_id").isNull(), rules.NULL_KEY),
-                ((event == "search") & F.col("query_id").isNull(), rules.NULL_KEY),
+                ((event == "search") & blank("query_id"), rules.NULL_KEY),
                 (~event.isin(*rules.EVENT_TYPES), rules.BAD_EVENT),
-                (F.col("_ts").isNull(), rules.BAD_TS),
+                (F.col("_ts").isNull() | F.col("ts").rlike(rules.TZ_OFFSET), rules.BAD_TS),
+                (out_of_range, rules.TS_OUT_OF_RANGE),
+                (_bad_text(F.col("query_text"), cfg.max_text_chars), rules.BAD_TEXT),
                 (
                     (event == "search")
-                    & (listing.isNull() | (F.size(listing) == 0) | F.exists(listing, lambda x: x.isNull())),
+                    & (
+                        listing.isNull()
+                        | (F.size(listing) == 0)
+                        | (F.size(listing) > cfg.max_listing)
+                        | F.exists(listing, lambda x: x.isNull())
+                    ),
                     rules.BAD_LISTING,
                 ),
                 (F.col("position").isNotNull() & (F.col("position") < 1), rules.BAD_POSITION),

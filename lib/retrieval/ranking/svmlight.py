@@ -29,8 +29,26 @@ class RankData:
         return len(self.y)
 
 
-def load(path: str, n_features: int | None = None) -> RankData:
-    """Reads ``path`` (and ``path.query`` when the rows carry no ``qid:``); errors name the file."""
+MAX_FEATURES = (
+    100_000  # a feature index past this is an error, not a dense row of that width (public sets: 46-700)
+)
+
+
+def line_of_row(path: str, row: int) -> int:
+    """The 1-based line of ``path`` that holds data row ``row`` (blank and comment lines hold none)."""
+    seen = -1
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if line.split(b"#", 1)[0].strip():
+                seen += 1
+                if seen == row:
+                    return number
+    return number if seen >= 0 else 0
+
+
+def load(path: str, n_features: int | None = None, max_features: int = MAX_FEATURES) -> RankData:
+    """Reads ``path`` (and ``path.query`` when the rows carry no ``qid:``); errors name the file, and
+    the line where one line is at fault (a NaN or infinite value, a feature index past ``max_features``)."""
     from sklearn.datasets import load_svmlight_file
 
     if not os.path.exists(path):
@@ -52,6 +70,19 @@ def load(path: str, n_features: int | None = None) -> RankData:
     starts = np.flatnonzero(np.concatenate([[True], np.diff(qid) != 0]))
     if len(np.unique(qid[starts])) != len(starts):
         raise ValueError(f"{path}: the rows of a query must be consecutive (qid {qid[starts][0]} recurs)")
-    if np.any(y != np.round(y)) or np.any(y < 0):
-        raise ValueError(f"{path}: labels must be non-negative integer grades")
+    bad_label = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)) | (y < 0))
+    if len(bad_label):
+        r = int(bad_label[0])
+        raise ValueError(
+            f"{path}:{line_of_row(path, r)}: label {y[r]!r}: labels must be non-negative integer grades"
+        )
+    if x.shape[1] > max(max_features, n_features or 0):
+        r = int(np.searchsorted(x.indptr, int(np.argmax(x.indices)), side="right") - 1)
+        raise ValueError(
+            f"{path}:{line_of_row(path, r)}: feature index {x.shape[1]} is past the bound of {max_features:,}"
+        )
+    bad_value = np.flatnonzero(~np.isfinite(x.data))
+    if len(bad_value):
+        r = int(np.searchsorted(x.indptr, int(bad_value[0]), side="right") - 1)
+        raise ValueError(f"{path}:{line_of_row(path, r)}: a feature value is {x.data[bad_value[0]]!r}")
     return RankData(np.asarray(x.todense(), dtype=np.float32), y.astype(np.int64), qid)

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from retrieval import storage, tables
+from retrieval.evaluation import NO_ITEM
 from retrieval.spark_tables import quarantine_rows, read_table, write_quarantine, write_table
 
 TRAIN_FILE = "train_sessions.txt"
@@ -62,7 +63,13 @@ def import_sessions(
         ).alias("items"),
     )
     lines = train.unionByName(test)
-    valid = F.col("items").isNotNull() & F.col("items").rlike(_INTS)
+    # integers that fit int64 (one past it would stop the job at the cast under ANSI mode), never the
+    # id that pads results
+    fits = F.forall(
+        F.split(F.trim("items"), r"\s+"),
+        lambda t: t.try_cast("long").isNotNull() & (t.try_cast("long") != F.lit(NO_ITEM)),
+    )
+    valid = F.col("items").isNotNull() & F.col("items").rlike(_INTS) & fits
     bad = lines.where(~valid).select(
         F.col("session_id"), F.col("value").alias("line"), F.lit("bad_session_line").alias("reason")
     )

@@ -6,18 +6,32 @@ import io
 
 import numpy as np
 
+MAX_PIXELS = 40_000_000  # visual.max_pixels' default: larger images are not decoded (a 27 KB PNG can say 15000 x 15000)
 
-def decode(data: bytes, size: int | None = None) -> np.ndarray:
+
+class ImageTooLarge(ValueError):
+    """The image's header declares more pixels than the bound: it is not decoded."""
+
+
+def decode(data: bytes, size: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """JPEG/PNG bytes -> float32 (H, W, 3) in [0, 1]; resized to ``size`` x ``size`` if given.
 
+    The pixel count is read from the header before anything is decoded.
+
     Raises:
+        ImageTooLarge: the header declares more than ``max_pixels`` pixels.
         ValueError: the bytes are not an image Pillow can read.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         opened = Image.open(io.BytesIO(data))
+        w, h = opened.size
+        if w * h > max_pixels:
+            raise ImageTooLarge(f"{w} x {h} pixels, over the bound of {max_pixels:,} (visual.max_pixels)")
         opened.load()
+    except Image.DecompressionBombError as e:  # Pillow's own bound, checked when the header is read
+        raise ImageTooLarge(str(e)) from None
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"not a readable image ({len(data)} bytes): {e}") from None
     img = opened.convert("RGB")

@@ -19,6 +19,7 @@ from retrieval import storage
 from retrieval.spark import map_in_pandas
 from retrieval.spark_tables import TableError
 from retrieval.visual.filtering import groups
+from retrieval.visual.images import MAX_PIXELS, ImageTooLarge
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,18 +91,19 @@ def sample_products(sources: DataFrame, max_products: int, seed: int) -> DataFra
     return sources.join(F.broadcast(labels), "label").select("image_id", "label", "source")
 
 
-def load_image(source: str, size: int) -> np.ndarray:
+def load_image(source: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A source (a synthetic reference, or a file path/URI) -> float image (size, size, 3)."""
     from retrieval.visual.images import decode
     from retrieval.visual.render import is_synthetic, render_ref
 
     if is_synthetic(source):
         return render_ref(source, size)
-    return decode(storage.read_bytes(source), size)
+    return decode(storage.read_bytes(source), size, max_pixels)
 
 
-def load_images(sources: DataFrame, size: int) -> DataFrame:
-    """Renders or reads every source, resizes, filters (``reason`` set where unusable), thumbnails."""
+def load_images(sources: DataFrame, size: int, max_pixels: int = MAX_PIXELS) -> DataFrame:
+    """Renders or reads every source, resizes, filters (``reason`` set where unusable: ``no_image``,
+    ``too_large`` (over ``max_pixels``, not decoded), ``unreadable: <error>``, or the filter's), thumbnails."""
 
     def load_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
@@ -120,7 +122,12 @@ def load_images(sources: DataFrame, size: int) -> DataFrame:
                     reasons.append("no_image")
                     continue
                 try:
-                    img = load_image(src, size)
+                    img = load_image(src, size, max_pixels)
+                except ImageTooLarge:
+                    images.append(None)
+                    thumbs.append(None)
+                    reasons.append("too_large")
+                    continue
                 except (ValueError, OSError) as e:
                     images.append(None)
                     thumbs.append(None)
@@ -378,7 +385,7 @@ def gallery_tables(
     unpersist them once both are written."""
     from pyspark.sql import functions as F
 
-    loaded = load_images(sample_products(sources, v.max_products, seed), v.size).cache()
+    loaded = load_images(sample_products(sources, v.max_products, seed), v.size, v.max_pixels).cache()
     kept, duplicates, _ = dedup(loaded.where(F.col("reason").isNull()), v.max_rms)
     images = with_split(kept, v.test_share, seed).select("image_id", "label", "split", "source", "image")
     bad = loaded.where(F.col("reason").isNotNull()).select("image_id", "label", "source", "reason")
