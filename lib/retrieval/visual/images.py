@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
@@ -25,7 +26,9 @@ def decode(data: bytes, size: int | None = None, max_pixels: int = MAX_PIXELS) -
     from PIL import Image, UnidentifiedImageError
 
     try:
-        opened = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow warns on big headers; here they are an error, below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))
         w, h = opened.size
         if w * h > max_pixels:
             raise ImageTooLarge(f"{w} x {h} pixels, over the bound of {max_pixels:,} (visual.max_pixels)")
