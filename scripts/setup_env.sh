@@ -46,7 +46,9 @@ fi
 
 echo "setup: preparing $venv (first run takes ~2 minutes)" >&2
 [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+# --no-compile: byte-compiling every installed module (torch and pyspark are most of them) costs more
+# of a first run than compiling, on first import, the ones a run uses
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q --no-compile)
 "${pip[@]}" install --upgrade "pip>=24,<26" 2>&1 | grep -v 'is ignored' >&2 || true
 # 1. torch first, on its own: if the resolver met torch later through another package it could pick a
 #    multi-GB CUDA build while backtracking.
