@@ -240,17 +240,15 @@ def test_training_learns_co_clicks_better_than_popularity() -> None:
 
 
 def test_exact_top_k_and_metrics_by_hand() -> None:
-    from retrieval.evaluation import exact_search, mrr, recall_at_k
+    from retrieval.evaluation import NO_ITEM, exact_search, mrr, recall_at_k
 
     xb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.5, 0.5]], dtype=np.float32)
     ids = np.array([10, 11, 12, 13])
     top = exact_search(xb[:2], xb, ids, 3, exclude=np.array([10, 11]))[1]
     assert top.tolist() == [[11, 13, 12], [10, 13, 12]]
-    from retrieval.evaluation import exact_search
-
     d, i = exact_search(xb[:1], xb, ids, 5, exclude=np.array([10]))
     assert (
-        i.tolist() == [[11, 13, 12, -1, -1]]
+        i.tolist() == [[11, 13, 12, NO_ITEM, NO_ITEM]]
         and d[0, :3] == pytest.approx([0.9, 0.5, 0.0])
         and d[0, 3] == -np.inf
     )
