@@ -48,19 +48,19 @@ echo "setup: preparing $venv (first run takes ~2 minutes)" >&2
 [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
 # --no-compile: byte-compiling every installed module (torch and pyspark are most of them) costs more
 # of a first run than compiling, on first import, the ones a run uses
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q --no-compile)
-"${pip[@]}" install --upgrade "pip>=24,<26" 2>&1 | grep -v 'is ignored' >&2 || true
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --no-compile --upgrade "pip>=24,<26" 2>&1 | grep -v 'is ignored' >&2 || true
 # 1. torch first, on its own: if the resolver met torch later through another package it could pick a
 #    multi-GB CUDA build while backtracking.
 # shellcheck disable=SC2086
-"${pip[@]}" install "${RETRIEVAL_TORCH:-torch==2.13.0}" ${RETRIEVAL_TORCH_PIP_ARGS:-} 2>&1 | grep -v 'is ignored' >&2 || true
+"${pip[@]}" install --no-compile "${RETRIEVAL_TORCH:-torch==2.13.0}" ${RETRIEVAL_TORCH_PIP_ARGS:-} 2>&1 | grep -v 'is ignored' >&2 || true
 # 2. the project and its pinned dependencies (pyproject.toml says why each pin is where it is).
 extra=""
 [[ $dev == 1 ]] && extra="[dev,bench]"
-"${pip[@]}" install -e "$repo$extra" 2>&1 | grep -v 'is ignored' >&2 || true
+"${pip[@]}" install --no-compile -e "$repo$extra" 2>&1 | grep -v 'is ignored' >&2 || true
 # 3. petastorm without its declared deps (setuptools<70 clashes with torch's setuptools>=77; its real
 #    runtime deps are in pyproject.toml).
-"${pip[@]}" install --no-deps "petastorm==0.13.1" 2>&1 | grep -v 'is ignored' >&2 || true
+"${pip[@]}" install --no-compile --no-deps "petastorm==0.13.1" 2>&1 | grep -v 'is ignored' >&2 || true
 
 # Verify rather than trust pip's exit codes (they are swallowed above by the warning filter).
 "$venv/bin/python" - <<'EOF'
