@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from retrieval import tables
 from retrieval.config.loader import ConfigError
+from retrieval.visual.images import MAX_PIXELS
 
 Feed = Literal["arrow", "petastorm"]
 RankingLoss = Literal["ndcg_loss2pp", "neural_ndcg", "listnet", "ranknet"]  # = ranking.losses.LOSSES (tested)
@@ -484,9 +485,7 @@ class VisualSection:
     catalog: str = ""  # CSV with columns image (file name, looked up in `images`) and id (the product)
     name: str = ""  # evaluate_visual also writes <paths.results>/<name>.json (a benchmark on real photos)
     size: int = 64  # images are resized to size x size
-    max_pixels: int = (
-        40_000_000  # an image whose header declares more pixels is not decoded (quarantined as too_large)
-    )
+    max_pixels: int = MAX_PIXELS  # an image whose header declares more pixels is not decoded (too_large)
     max_products: int = 1200  # products used (train + test), a hash sample; 0 = all
     test_share: float = (
         0.3  # share of products held out (queries and gallery), by product; 1 = a gallery only to evaluate on

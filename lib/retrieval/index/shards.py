@@ -123,8 +123,9 @@ def merge_top_k(
     Best score first; ties broken by the smaller id, so the result does not depend on shard order.
     An id found in several parts (a vector re-added by an update) counts once, with its best score.
     ``exclude``: [Q, m] ids dropped per query (the query itself). Fewer than k results are padded
-    with id ``NO_ITEM`` and score -inf; a -inf score is what marks padding, so any other id is an offer. ``unique=True`` promises that no id appears twice in a row
-    (shards partition the ids, and superseded copies are already dropped), which skips the de-duplication.
+    with id ``NO_ITEM`` and score -inf; a -inf score is what marks padding, so any other id is an offer.
+    ``unique=True`` promises that no id appears twice in a row (shards partition the ids, and superseded
+    copies are already dropped), which skips the de-duplication.
     """
     ds, is_ = [], []
     for d_, i_ in parts:

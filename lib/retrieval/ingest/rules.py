@@ -95,7 +95,8 @@ def bad_text(value: Any, max_chars: int) -> bool:
     if value is None:
         return False
     try:
-        text = value.decode("utf-8") if isinstance(value, bytes) else value.encode("utf-8").decode("utf-8")
+        text = value.decode("utf-8") if isinstance(value, bytes) else value
+        text.encode("utf-8")  # a str with lone surrogates does not encode
     except UnicodeError:
         return True
     return len(text) > max_chars

@@ -57,15 +57,14 @@ def _bad_text(col: Column, max_chars: int) -> Column:
     return col.isNotNull() & (~F.is_valid_utf8(col) | (F.length(col) > max_chars))
 
 
-def ingest_offers(raw: DataFrame, cfg: IngestSection | None = None) -> IngestResult:
-    """Validates raw offers: null keys, reserved ids, bad prices, bad timestamps, bad titles -> quarantine; exact duplicates ->
-    removed and counted; several versions of one offer_id -> the latest ``updated_at`` wins, the older
-    ones are quarantined as ``duplicate_key``."""
+def ingest_offers(raw: DataFrame, cfg: IngestSection = rules.DEFAULT_LIMITS) -> IngestResult:
+    """Validates raw offers: null keys, reserved ids, bad prices, bad timestamps, bad titles ->
+    quarantine; exact duplicates -> removed and counted; several versions of one offer_id -> the latest
+    ``updated_at`` wins, the older ones are quarantined as ``duplicate_key``."""
     from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    cfg = cfg or IngestSection()
     cols = tables.RAW_OFFERS.column_names
     price = F.col("price")
     staged = (

@@ -76,13 +76,18 @@ def load(path: str, n_features: int | None = None, max_features: int = MAX_FEATU
         raise ValueError(
             f"{path}:{line_of_row(path, r)}: label {y[r]!r}: labels must be non-negative integer grades"
         )
+
+    def line_of_value(at: int) -> int:  # the line of the row that holds x's stored value ``at`` (CSR)
+        return line_of_row(path, int(np.searchsorted(x.indptr, at, side="right") - 1))
+
     if x.shape[1] > max(max_features, n_features or 0):
-        r = int(np.searchsorted(x.indptr, int(np.argmax(x.indices)), side="right") - 1)
         raise ValueError(
-            f"{path}:{line_of_row(path, r)}: feature index {x.shape[1]} is past the bound of {max_features:,}"
+            f"{path}:{line_of_value(int(np.argmax(x.indices)))}: feature index {x.shape[1]} is past the "
+            f"bound of {max_features:,}"
         )
     bad_value = np.flatnonzero(~np.isfinite(x.data))
     if len(bad_value):
-        r = int(np.searchsorted(x.indptr, int(bad_value[0]), side="right") - 1)
-        raise ValueError(f"{path}:{line_of_row(path, r)}: a feature value is {x.data[bad_value[0]]!r}")
+        raise ValueError(
+            f"{path}:{line_of_value(int(bad_value[0]))}: a feature value is {x.data[bad_value[0]]!r}"
+        )
     return RankData(np.asarray(x.todense(), dtype=np.float32), y.astype(np.int64), qid)

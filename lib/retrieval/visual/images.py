@@ -7,7 +7,8 @@ import warnings
 
 import numpy as np
 
-MAX_PIXELS = 40_000_000  # visual.max_pixels' default: larger images are not decoded (a 27 KB PNG can say 15000 x 15000)
+# visual.max_pixels' default: an image whose header says more is not decoded (a 27 KB PNG can say 15000 x 15000)
+MAX_PIXELS = 40_000_000
 
 
 class ImageTooLarge(ValueError):

@@ -116,26 +116,21 @@ def load_images(sources: DataFrame, size: int, max_pixels: int = MAX_PIXELS) -> 
             thumbs: list[list[float] | None] = []
             reasons: list[str | None] = []
             for src in df["source"]:
-                if not isinstance(src, str) or not src:
+                img: np.ndarray | None = None
+                reason: str | None = "no_image"
+                if isinstance(src, str) and src:
+                    try:
+                        img = load_image(src, size, max_pixels)
+                    except ImageTooLarge:
+                        reason = "too_large"
+                    except (ValueError, OSError) as e:
+                        reason = f"unreadable: {type(e).__name__}"
+                if img is not None and not (reason := unusable_reason(img)):
+                    images.append(encode(img, "PNG"))
+                    thumbs.append(thumbnail(img).tolist())
+                else:
                     images.append(None)
                     thumbs.append(None)
-                    reasons.append("no_image")
-                    continue
-                try:
-                    img = load_image(src, size, max_pixels)
-                except ImageTooLarge:
-                    images.append(None)
-                    thumbs.append(None)
-                    reasons.append("too_large")
-                    continue
-                except (ValueError, OSError) as e:
-                    images.append(None)
-                    thumbs.append(None)
-                    reasons.append(f"unreadable: {type(e).__name__}")
-                    continue
-                reason = unusable_reason(img)
-                images.append(None if reason else encode(img, "PNG"))
-                thumbs.append(None if reason else thumbnail(img).tolist())
                 reasons.append(reason)
             yield pd.DataFrame(
                 {
