@@ -115,7 +115,9 @@ def run_duckdb(data: str, cfg: PairsSection, cutoff: str, out: str, threads: int
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET temp_directory = '{out}.tmp'")
     t = time.perf_counter()
-    sql = duckdb_pairs_sql(f"read_parquet('{data}/events/*.parquet')", cfg, cutoff)
+    from retrieval import commit
+
+    sql = duckdb_pairs_sql(f"read_parquet('{commit.resolve(data, 'events')}/*.parquet')", cfg, cutoff)
     con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
     elapsed = time.perf_counter() - t
     con.close()
@@ -145,7 +147,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--repeats", type=int, default=2, help="timed runs per engine (the best is kept)")
     args = p.parse_args()
+    from retrieval import tables
     from retrieval.spark import get_spark
+    from retrieval.spark_tables import read_table
 
     sizes = [float(x) for x in args.events.split(",")]
     datas = {m: prepare(args.root, m, args.threads) for m in sizes}
@@ -162,7 +166,7 @@ def main() -> None:
     rows = []
     for m in sizes:
         data = datas[m]
-        n_events = spark.read.parquet(os.path.join(data, "events")).count()
+        n_events = read_table(spark, data, tables.EVENTS).count()
         spark_out, duck_out = (
             os.path.join(args.root, "out-spark"),
             os.path.join(args.root, "out-duck.parquet"),

@@ -200,8 +200,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             a.work,
             a.shards or a.threads,
         )
-    local = os.path.join(a.local, "embeddings")
-    if a.local and os.path.exists(local):
+    from retrieval import commit
+
+    local = commit.resolve(a.local, "embeddings") if a.local else None
+    if local:
         df = spark.read.parquet(local).select("vector").toPandas()
         cases["embedded_default"] = run_case(
             spark,

@@ -236,7 +236,10 @@ def table_rows(root: str, name: str) -> int:
     """Rows of a table under ``root`` from its parquet footers (0 when it is not there)."""
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob(os.path.join(root, name, "*.parquet")))
+    from retrieval import commit
+
+    uri = commit.resolve(root, name)
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in glob.glob(os.path.join(uri or "", "*.parquet")))
 
 
 def path_bytes(root: str, name: str) -> int:
@@ -389,10 +392,11 @@ def rebuild(root: str, sets: list[str], log_dir: str) -> dict[str, Any]:
     for part in ("offers", "pairs", "models", "_metrics", "truth"):
         if os.path.exists(os.path.join(root, part)):
             shutil.copytree(os.path.join(root, part), os.path.join(copy, part))
-    with open(os.path.join(root, "index", "CURRENT"), encoding="utf-8") as f:
-        version = f.read().strip()
-    quantizer = os.path.join(root, "index", version, "quantizer.faiss")
-    with open(os.path.join(root, "index", version, "manifest.json"), encoding="utf-8") as f:
+    from retrieval import commit
+
+    live_dir = commit.resolve(root, "index") or os.path.join(root, "index", "missing")
+    quantizer = os.path.join(live_dir, "quantizer.faiss")
+    with open(os.path.join(live_dir, "manifest.json"), encoding="utf-8") as f:
         live = json.load(f)
     # the live index's quantizer, factory and nprobe (a rebuild would plan and tune its own)
     sets = [s for s in sets if not s.startswith("paths.root=")] + [

@@ -9,8 +9,9 @@ Full: the index type is index.factory, or planned from the number of vectors (in
 sample) train it once on the driver, broadcast as bytes; each of index.shards partitions adds its
 vectors to a copy and writes shard-NNNNN.faiss. Then nprobe: index.nprobe, or the smallest that
 reaches index.target_recall against exact search on sampled offers; recall@10 is reported on other
-sampled offers. manifest.json (shards, counts, checksums, factory, nprobe, plan) is written last, then
-index/CURRENT names the new version. index.merge=true also merges IVF shards into one on-disk index.
+sampled offers. Every build writes a new version directory; manifest.json (shards, counts, checksums,
+factory, nprobe, plan) is written last, then index/CURRENT names the new version (the one it replaces
+stays until the next build's retention). index.merge=true also merges IVF shards into one on-disk index.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.index import spark_build
-from retrieval.index.spark_index import current, index_root, single_model_version
+from retrieval.index.spark_index import INDEX, current, single_model_version
 from retrieval.spark_tables import read_table
 
 
@@ -29,16 +30,15 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root, ix, mode = cfg.paths.root, cfg.index, cfg.recs.mode
     embeddings = read_table(spark, root, tables.EMBEDDINGS)
     model_version = single_model_version(embeddings)
-    previous = None
     if mode == "incremental":
         uri, live = current(root)
         delta = read_table(spark, root, tables.EMBEDDINGS_DELTA)
         manifest = spark_build.add_delta(delta, uri, live, cfg.recs.since, ix.threads)
     else:
-        uri, manifest, previous = spark_build.full_build(embeddings, ix, root, mode, model_version, cfg.seed)
+        uri, manifest = spark_build.full_build(embeddings, ix, root, mode, model_version, cfg.seed)
     recall = spark_build.set_nprobe(embeddings, uri, manifest, ix, cfg.seed + 1)
     merged = spark_build.merge_for_serving(uri, manifest) if ix.merge and mode != "incremental" else None
-    spark_build.commit(index_root(root), uri, manifest, previous)
+    spark_build.commit(root, INDEX, uri, manifest)
     deltas = sum(1 for s in manifest.shards if s.generation > 0)
     return {
         **spark_build.summary_of(manifest),

@@ -17,7 +17,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from retrieval import storage, tables
+from retrieval import tables
 from retrieval.artifacts import visual_models
 from retrieval.cli import job_main
 from retrieval.config import Config
@@ -47,9 +47,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     uri = write_table(vectors.withColumn("model_version", F.lit(version)), root, tables.VISUAL_EMBEDDINGS)
     emb = read_table(spark, root, tables.VISUAL_EMBEDDINGS)
     rows = emb.select(F.col("image_id").alias("offer_id"), "vector")  # the offer index's code on (id, vector)
-    index_uri, manifest = build_planned(
-        rows, storage.join(root, "visual_index"), v.index_shards, version, cfg.seed
-    )
+    index_uri, manifest = build_planned(rows, root, "visual_index", v.index_shards, version, cfg.seed)
     queries = read_table(spark, root, tables.VISUAL_QUERIES)
     street = queries.select(F.col("label").alias("image_id"), "label", "image")
     _, q_labels, q = spark_visual.collect_vectors(spark_visual.featurize(street, "model", v.size, bc))

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = parser("lookup", __doc__)
     p.add_argument("offer_ids", nargs="*", type=int, help="offer ids (none: three sampled offers)")
     args = p.parse_args(argv)
-    cfg, _ = load_config("lookup", __doc__, [a for a in (argv or sys.argv[1:]) if not a.isdigit()])
+    cfg, _, _ = load_config("lookup", __doc__, [a for a in (argv or sys.argv[1:]) if not a.isdigit()])
     from retrieval.spark import get_spark
 
     spark = get_spark(cfg, "lookup")

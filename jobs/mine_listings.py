@@ -53,7 +53,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     by_split = split_stats(read_table(spark, root, tables.LISTINGS))
     rows.unpersist()
     splits.unpersist()
-    has_truth = exists(spark, tables.path(root, tables.TRUTH_EXAMINATION))
+    has_truth = exists(root, tables.TRUTH_EXAMINATION)
     curve = curve_against_truth(
         model, read_table(spark, root, tables.TRUTH_EXAMINATION) if has_truth else None
     )

@@ -38,11 +38,10 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     pairs = read_table(spark, root, tables.PAIRS)
     by_split = {r["split"]: int(r["count"]) for r in pairs.groupBy("split").count().collect()}
     offers_with_pairs = pairs.where(F.col("split") == "train").select("query_offer_id").distinct().count()
-    truth_path = tables.path(root, tables.TRUTH_OFFER_PRODUCT)
     shares: dict[str, Any] = dict.fromkeys(
         ("same_product_at_10", "random_same_product", "same_cluster_at_10", "random_same_cluster")
     )
-    if exists(spark, truth_path):
+    if exists(root, tables.TRUTH_OFFER_PRODUCT):
         shares = partner_shares(pairs, read_table(spark, root, tables.TRUTH_OFFER_PRODUCT))
     total = sum(by_split.values())
     summary = [

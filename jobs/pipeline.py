@@ -16,7 +16,8 @@ import sys
 from typing import Any
 
 from retrieval import stages
-from retrieval.cli import load_config, pipeline_arguments, run_stage, setup_logging, summary
+from retrieval.cli import load_config, pipeline_arguments, run_stage, setup_logging, summary, writing
+from retrieval.runlock import LockHeld
 from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
 from retrieval.tracking import Tracker
@@ -30,18 +31,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    spark = get_spark(cfg, "pipeline")
     tracker = Tracker(cfg)
     results = []
-    with tracker.pipeline():
-        for stage in chosen:
-            try:
-                result = run_stage(spark, cfg, stage.name, stage.run_function(), source, tracker)
-            except TableError as e:
-                print(f"error in stage {stage.name}: {e}", file=sys.stderr)
-                raise SystemExit(1) from None
-            print(summary(stage.name, result), flush=True)
-            results.append(result)
+    try:
+        # one lock for the whole run (a pipeline's stages share it): no other run slips in between
+        with writing(cfg), tracker.pipeline():
+            spark = get_spark(cfg, "pipeline")
+            for stage in chosen:
+                try:
+                    result = run_stage(spark, cfg, stage.name, stage.run_function(), source, tracker)
+                except TableError as e:
+                    print(f"error in stage {stage.name}: {e}", file=sys.stderr)
+                    raise SystemExit(1) from None
+                print(summary(stage.name, result), flush=True)
+                results.append(result)
+    except LockHeld as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     total = sum(r["seconds"] for r in results)
     lines = [f"== pipeline: {len(results)} stages in {total:.1f} s; everything is under {cfg.paths.root}"]
     report = next((r.get("report") for r in results if r.get("report")), None)

@@ -5,7 +5,8 @@
 Featurizes every offer (hashed title words and character n-grams, category, price bucket, seller,
 offer id), materialises the training pairs with both sides' features as parquet, and trains the
 tower with sampled softmax over in-batch negatives (logQ-corrected) in `training.num_processes` DDP
-processes fed by the `training.feed` reader; a checkpoint per epoch under models/encoder/<version>/.
+processes fed by the `training.feed` reader; a checkpoint per epoch under models/encoder/runs/<config hash>/; the final weights are published
+to models/encoder/<weights hash>/, the version that embeddings, the index and the recs name.
 Then Recall@{10,50,100} and MRR on the test pairs for the encoder, the same model without id
 embeddings (content only), item co-occurrence and popularity, for warm and for cold query offers.
 """
@@ -16,7 +17,7 @@ import dataclasses
 from typing import Any
 
 from retrieval import storage, tables
-from retrieval.artifacts import content_version, model_dir
+from retrieval.artifacts import content_version, publish_model, run_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, runtime
 from retrieval.encoder.model import OfferTower, TowerConfig
@@ -40,10 +41,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     hyper = {
         k: v for k, v in dataclasses.asdict(enc).items() if k not in ("eval_queries", "eval_k", "training")
     }
-    version = content_version(
-        {"tower": tower.to_dict(), "encoder": hyper, "examples": n_examples, "seed": cfg.seed}
-    )
-    out_dir = storage.absolute(model_dir(root, "encoder", version))
+    described = {"tower": tower.to_dict(), "encoder": hyper, "examples": n_examples, "seed": cfg.seed}
+    out_dir = storage.absolute(run_dir(root, "encoder", content_version(described)))
     args = EncoderWorkerArgs(
         examples=storage.absolute(examples_uri),
         model_dir=out_dir,
@@ -55,10 +54,12 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         resume=rt.resume,
     )
     trained = launch(train_worker, dataclasses.asdict(args), rt)
-    model = load_model(OfferTower, out_dir)
+    data = {"examples": examples_uri.rstrip("/").rsplit("/", 1)[-1]}
+    version, final = publish_model(root, "encoder", out_dir, {**described, "data_version": data})
+    model = load_model(OfferTower, final)
     figures = evaluate_encoder(spark, model, pairs, features, enc.eval_queries, enc.eval_k, cfg.seed)
     metrics = encoder_metrics(figures, trained, n_examples, version, rt.feed)
-    return {**metrics, "outputs": {"encoder/train_examples": examples_uri, "encoder model": out_dir}}
+    return {**metrics, "outputs": {"encoder/train_examples": examples_uri, "encoder model": final}}
 
 
 if __name__ == "__main__":

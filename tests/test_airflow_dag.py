@@ -154,7 +154,9 @@ for synthetic in ("", "1"):
                     "retry_delay_s": t.retry_delay.total_seconds(),
                     "bash_command": t.bash_command,
                     "rendered": {
-                        name: env.from_string(t.bash_command).render(**c, macros=macros)
+                        name: env.from_string(t.bash_command).render(
+                            **c, macros=macros, dag={"dag_id": dag_id}, run_id="scheduled__2026-10-15"
+                        )
                         for name, c in contexts.items()
                     },
                 }
@@ -194,8 +196,9 @@ def test_airflow_parses_the_dags(tmp_path: Path) -> None:
     lit = dag_literals()
     deps, daily = lit["STAGE_DEPS"], lit["DAILY_STAGES"]
 
-    def argv(stage: str, *sets: str) -> list[str]:
-        out = [str(REPO / "submit.sh"), stage, "--config", "conf/cluster.yaml", "--set", f"paths.root={root}"]
+    def argv(stage: str, *sets: str, action: str = "") -> list[str]:
+        out = [str(REPO / "submit.sh"), stage, *([action] if action else [])]
+        out += ["--config", "conf/cluster.yaml", "--set", f"paths.root={root}"]
         for s in sets:
             out += ["--set", s]
         return out
@@ -208,14 +211,28 @@ def test_airflow_parses_the_dags(tmp_path: Path) -> None:
         weekly, update = dags["retrieval_weekly_retrain"], dags["retrieval_daily_update"]
         assert (weekly["schedule"], update["schedule"]) == ("0 3 * * 0", "0 4 * * 1-6")
         assert weekly["max_active_tasks"] == 1
-        for dag in (weekly, update):
+        for dag_id, dag in dags.items():
             assert dag["catchup"] is False and dag["max_active_runs"] == 1
-            for task in dag["tasks"].values():
-                assert (task["retries"], task["retry_delay_s"]) == (2, 600.0)
+            for task_id, task in dag["tasks"].items():
+                # the lock task waits for the other DAG's run by retrying, up to 6 hours
+                want = (36, 600.0) if task_id == "lock" else (2, 600.0)
+                assert (task["retries"], task["retry_delay_s"]) == want
+                for run, line in task["rendered"].items():
+                    group, *rest = shlex.split(line)
+                    assert group == f"RETRIEVAL_RUN_GROUP={dag_id}.scheduled__2026-10-15"
+                    task["rendered"][run] = shlex.join(rest)
                 commands |= set(task["rendered"].values())
+            # one run group from `lock` to `unlock`, which runs after every stage whatever the outcome
+            for run in ("first", "retry"):
+                assert shlex.split(dag["tasks"]["lock"]["rendered"][run]) == argv("lock", action="acquire")
+                assert shlex.split(dag["tasks"]["unlock"]["rendered"][run]) == argv("lock", action="release")
+            assert dag["tasks"]["lock"]["upstream"] == []
+            assert dag["tasks"]["unlock"]["upstream"] == sorted(set(dag["tasks"]) - {"lock", "unlock"})
+            for t in ("lock", "unlock"):
+                dag["tasks"].pop(t)
 
         graph = {s: d for s, d in deps.items() if synthetic == "1" or s != "generate"}
-        graph = {s: sorted(x for x in d if x in graph) for s, d in graph.items()}
+        graph = {s: sorted(x for x in d if x in graph) or ["lock"] for s, d in graph.items()}
         assert {t: v["upstream"] for t, v in weekly["tasks"].items()} == graph
         for stage, task in weekly["tasks"].items():
             # train_encoder resumes from its last checkpoint on a retry, not on the first try
@@ -224,7 +241,7 @@ def test_airflow_parses_the_dags(tmp_path: Path) -> None:
                 assert shlex.split(task["rendered"][run]) == argv(stage, *sets)
 
         assert {t: v["upstream"] for t, v in update["tasks"].items()} == {
-            s: daily[i - 1 : i] for i, s in enumerate(daily)
+            s: daily[i - 1 : i] or ["lock"] for i, s in enumerate(daily)
         }
         for stage, task in update["tasks"].items():
             # first run: a week before it started; later: the day the last successful run started

@@ -386,3 +386,57 @@ def test_index_keeps_negative_ids_apart_from_its_padding() -> None:
     d, i = shards.search_shards([(index, frozenset())], x[:1], 5, exclude=np.array([[-2]]))
     assert i[0, 0] == -1 and np.isfinite(d[0, 0])  # offer -1 is found, and is first
     assert set(i[0, :2].tolist()) == {-1, -9} and (i[0, 2:] == NO_ITEM).all() and np.isneginf(d[0, 2:]).all()
+
+
+# --- untrusted files under the root: a planted pickle never runs
+
+
+class _Planted:
+    """Unpickling this runs code: what an attacker would put in a petastorm ``_common_metadata``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (eval, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+def test_the_petastorm_feed_never_unpickles_a_planted_common_metadata(tmp_path: Path) -> None:
+    pytest.importorskip("petastorm")
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retrieval.training.feed import PetastormFeed
+
+    table = tmp_path / "examples"
+    table.mkdir()
+    pq.write_table(pa.table({"x": list(range(10))}), table / "part-00000.parquet")
+    marker = tmp_path / "code-ran"
+    schema = pa.schema([("x", pa.int64())]).with_metadata(
+        {b"dataset-toolkit.unischema.v1": pickle.dumps(_Planted(marker))}
+    )
+    pq.write_metadata(schema, table / "_common_metadata")
+    feed = PetastormFeed(str(table), 5, lambda t: t.column("x").to_pylist(), shuffle=False)
+    batches = list(feed.epoch(0))
+    assert sorted(x for b in batches for x in b) == list(range(10))
+    assert not marker.exists(), "the feed unpickled _common_metadata"
+
+
+def test_a_quantizer_given_by_path_is_checked_before_use() -> None:
+    from retrieval.index import shards
+
+    rng = np.random.default_rng(0)
+    good = shards.train_index(rng.normal(size=(400, 8)).astype(np.float32), "IVF4,Flat")
+    assert shards.check_quantizer(good, "q.faiss", 8, shards.checksum(good)).d == 8
+    full = shards.to_bytes(shards.build_shard(good, rng.normal(size=(5, 8)).astype(np.float32), np.arange(5)))
+    cases = [
+        (good, 16, "", "a 8-d quantizer for 16-d embeddings"),
+        (good, 8, "0" * 64, "is not index.quantizer_sha256"),
+        (b"not an index at all", 8, "", "not a faiss index"),
+        (full, 8, "", "must be trained and empty"),
+    ]
+    for data, dim, sha, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            shards.check_quantizer(data, "q.faiss", dim, sha)

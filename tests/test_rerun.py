@@ -86,9 +86,10 @@ def test_killing_ingest_mid_write_keeps_the_previous_output(spark: Any, marketpl
         start_new_session=True,
     )
     try:
-        # kill it as soon as it starts writing the first table (a hidden temporary sibling appears)
+        # kill it as soon as it starts writing the first table (a version nobody names yet appears)
+        committed = set(os.listdir(os.path.join(root, "offers")))
         deadline = time.time() + 180
-        while time.time() < deadline and not any(p.startswith(".offers.tmp-") for p in os.listdir(root)):
+        while time.time() < deadline and not set(os.listdir(os.path.join(root, "offers"))) - committed:
             assert proc.poll() is None, "ingest finished before it could be killed"
             time.sleep(0.05)
         assert time.time() < deadline, "ingest never started writing"

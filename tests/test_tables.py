@@ -46,26 +46,65 @@ def test_missing_table_names_table_and_producer(spark: Any, tmp_path: Path) -> N
         read_table(spark, str(tmp_path), tables.RAW_EVENTS)
 
 
-def test_write_replaces_atomically_and_leaves_no_temporaries(spark: Any, tmp_path: Path) -> None:
+def test_write_commits_a_new_version_and_keeps_one_before_it(spark: Any, tmp_path: Path) -> None:
     root = str(tmp_path)
-    write_table(spark.createDataFrame([(1, "a")], TINY.ddl()), root, TINY)
-    write_table(spark.createDataFrame([(2, "b"), (3, None)], TINY.ddl()), root, TINY)
-    assert sorted(read_table(spark, root, TINY).collect()) == [(2, "b"), (3, None)]
+    versions = []
+    for rows in ([(1, "a")], [(2, "b"), (3, None)], [(4, "d")]):
+        uri = write_table(spark.createDataFrame(rows, TINY.ddl()), root, TINY)
+        versions.append(uri.rstrip("/").rsplit("/", 1)[-1])
+        assert sorted(read_table(spark, root, TINY).collect()) == sorted(rows)
+    assert len(set(versions)) == 3
+    # retention: the committed version and the one it replaced (a reader of that one keeps it)
+    assert sorted(os.listdir(tmp_path / "tiny")) == sorted(["CURRENT", versions[1], versions[2]])
     assert os.listdir(tmp_path) == ["tiny"]
 
 
-def test_leftovers_of_a_killed_writer_are_cleaned_and_recovered(spark: Any, tmp_path: Path) -> None:
+def test_leftovers_of_a_killed_writer_are_ignored_then_cleaned(spark: Any, tmp_path: Path) -> None:
     root = str(tmp_path)
     write_table(spark.createDataFrame([(1, "a")], TINY.ddl()), root, TINY)
-    # a writer killed mid-write leaves a temporary sibling: readers ignore it, the next write removes it
+    # a writer killed before its pointer leaves a version nobody names: readers never see it
+    (tmp_path / "tiny" / "v20990101T000000-dead").mkdir()
+    (tmp_path / "tiny" / "v20990101T000000-dead" / "part-0.parquet").write_bytes(b"half a file")
+    # and the earlier layout's writers left hidden siblings
     (tmp_path / ".tiny.tmp-dead").mkdir()
-    (tmp_path / ".tiny.tmp-dead" / "part-0.parquet").write_bytes(b"half a file")
-    assert read_table(spark, root, TINY).collect() == [(1, "a")]
-    # a writer killed between its two renames leaves the previous table aside: readers put it back
-    os.rename(tmp_path / "tiny", tmp_path / ".tiny.old-dead")
     assert read_table(spark, root, TINY).collect() == [(1, "a")]
     write_table(spark.createDataFrame([(5, "e")], TINY.ddl()), root, TINY)
-    assert sorted(os.listdir(tmp_path)) == ["tiny"]
+    assert read_table(spark, root, TINY).collect() == [(5, "e")]
+    assert "v20990101T000000-dead" not in os.listdir(tmp_path / "tiny")
+    assert os.listdir(tmp_path) == ["tiny"]
+
+
+def test_a_table_of_the_earlier_layout_is_read_then_replaced(spark: Any, tmp_path: Path) -> None:
+    """Roots written before versions existed (parquet files directly in <root>/<table>) still read."""
+    root = str(tmp_path)
+    spark.createDataFrame([(1, "a")], TINY.ddl()).write.parquet(str(tmp_path / "tiny"))
+    assert read_table(spark, root, TINY).collect() == [(1, "a")]
+    write_table(spark.createDataFrame([(2, "b")], TINY.ddl()), root, TINY)
+    assert read_table(spark, root, TINY).collect() == [(2, "b")]
+    assert not [f for f in os.listdir(tmp_path / "tiny") if f.endswith(".parquet")]
+
+
+def test_a_stage_commits_its_tables_together(spark: Any, tmp_path: Path) -> None:
+    """Inside a transaction a stage reads what it wrote; others see none of it until the commit, and
+    a stage that fails commits nothing."""
+    from retrieval import commit
+
+    root = str(tmp_path)
+    other = tables.Contract("other", TINY.columns, producer="a test")
+    write_table(spark.createDataFrame([(1, "a")], TINY.ddl()), root, TINY)
+    write_table(spark.createDataFrame([(1, "a")], TINY.ddl()), root, other)
+    with pytest.raises(RuntimeError), commit.transaction(root, "failing"):
+        write_table(spark.createDataFrame([(2, "b")], TINY.ddl()), root, TINY)
+        assert read_table(spark, root, TINY).collect() == [(2, "b")]  # its own write
+        raise RuntimeError("the stage fails before its second table")
+    assert read_table(spark, root, TINY).collect() == [(1, "a")]
+    with commit.transaction(root, "ok"):
+        write_table(spark.createDataFrame([(3, "c")], TINY.ddl()), root, TINY)
+        write_table(spark.createDataFrame([(3, "c")], TINY.ddl()), root, other)
+        assert commit.read_pointer(str(tmp_path / "tiny")) is not None
+        assert read_table(spark, root, other).collect() == [(3, "c")]
+    assert read_table(spark, root, TINY).collect() == read_table(spark, root, other).collect() == [(3, "c")]
+    assert not os.path.exists(tmp_path / commit.COMMITS) or not os.listdir(tmp_path / commit.COMMITS)
 
 
 def test_quarantine_rows_keep_the_raw_row_and_reason(spark: Any) -> None:

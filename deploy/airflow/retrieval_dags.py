@@ -32,8 +32,11 @@ DAGs (times in UTC):
                             of the daily updates: there is no separate compaction DAG (recs.mode=compact).
   retrieval_daily_update    Monday to Saturday 04:00: ingest, then embed_offers -> build_index ->
                             precompute_recs with recs.mode=incremental. Not on Sundays: the retrain then
-                            rewrites the same tables (offers, embeddings, index, recs) and two writers on one
-                            root would race; its full rebuild covers the day.
+                            rewrites the same tables (offers, embeddings, index, recs); its full rebuild
+                            covers the day.
+Each run holds the root's one-writer lock from its `lock` task to its `unlock` task (RETRIEVAL_RUN_GROUP
+is the run's id, so its stages share the lock): a daily run whose weekly one is still going waits for it
+(its `lock` task retries), and the other way round; the two never interleave.
 """
 
 from __future__ import annotations
@@ -104,12 +107,33 @@ DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(minutes=10)}
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)  # noqa: UP017
 
 
-def command(stage: str, sets: list[str]) -> str:
-    """The shell line that runs ``stage`` (Jinja templates in ``sets`` are rendered by Airflow)."""
-    args = [os.path.join(HOME, "submit.sh"), stage, "--config", CONFIG]
+# Every task of a DAG run belongs to one run group: the run takes the root's lock (`submit.sh lock
+# acquire`) before its first stage and releases it after its last, even a failed one; its stages join
+# it. The other DAG's run is refused while it is held, and its lock task waits by retrying (LOCK_ARGS):
+# the daily update waits for a weekly retrain that runs long, and the other way round; never interleaved.
+RUN_GROUP = "{{ dag.dag_id }}.{{ run_id }}"
+LOCK_ARGS = {"retries": 36, "retry_delay": timedelta(minutes=10)}  # waits up to 6 hours for the other run
+
+
+def command(stage: str, sets: list[str], args: tuple[str, ...] = ()) -> str:
+    """The shell line that runs ``stage`` in the DAG run's group (Jinja templates in ``sets`` are
+    rendered by Airflow)."""
+    argv = [os.path.join(HOME, "submit.sh"), stage, *args, "--config", CONFIG]
     for assignment in [*EXTRA_SETS, *sets]:
-        args += ["--set", assignment]
-    return shlex.join(args)
+        argv += ["--set", assignment]
+    return f"RETRIEVAL_RUN_GROUP={shlex.quote(RUN_GROUP)} " + shlex.join(argv)
+
+
+def locked(tasks: list[BashOperator], sinks: list[BashOperator]) -> None:
+    """The run's lock around its stages: `lock` before ``tasks`` (those with no upstream), `unlock`
+    after ``sinks`` whatever their outcome."""
+    lock = BashOperator(task_id="lock", bash_command=command("lock", [], ("acquire",)), **LOCK_ARGS)
+    unlock = BashOperator(
+        task_id="unlock", bash_command=command("lock", [], ("release",)), trigger_rule="all_done"
+    )
+    for t in tasks:
+        t.set_upstream(lock)
+    unlock.set_upstream(sinks)
 
 
 def weekly_stages() -> dict[str, list[str]]:
@@ -134,6 +158,7 @@ with DAG(
     tasks = {s: BashOperator(task_id=s, bash_command=command(s, RETRAIN_SETS.get(s, []))) for s in graph}
     for stage, deps in graph.items():
         tasks[stage].set_upstream([tasks[d] for d in deps])
+    locked([tasks[s] for s, deps in graph.items() if not deps], list(tasks.values()))
 
 with DAG(
     dag_id="retrieval_daily_update",
@@ -146,10 +171,13 @@ with DAG(
     tags=["retrieval"],
     doc_md=__doc__,
 ) as daily_update:
-    previous = []
+    previous: list[BashOperator] = []
+    daily = []
     for stage in DAILY_STAGES:
         task = BashOperator(
             task_id=stage, bash_command=command(stage, [] if stage == "ingest" else INCREMENTAL_SETS)
         )
         task.set_upstream(previous)
         previous = [task]
+        daily.append(task)
+    locked(daily[:1], daily)

@@ -2,7 +2,13 @@
 
 Small models (a click model's curve, a quantizer's manifest) are one JSON file whose version is a hash
 of its content, so the same fit always lands in the same place and a re-run does not pile up copies.
-Torch models add a ``state_dict`` beside their JSON config (loaded with ``weights_only=True``).
+
+Torch models are weights-addressed: they train in a run directory ``models/<name>/runs/<config hash>/``
+(its checkpoints are what a retry resumes), then :func:`publish_model` copies the final weights to
+``models/<name>/<weights version>/``, whose version is a hash of the saved tensors, with the config,
+data version and seed recorded beside them in ``config.json`` (written last: a directory with a
+config is complete). Embeddings, indices and recs name that version, so they name the exact weights
+that made them; a retrain that changes the weights makes a new version and never overwrites the old.
 """
 
 from __future__ import annotations
@@ -21,6 +27,49 @@ def content_version(payload: Any) -> str:
 
 def model_dir(root: str, name: str, version: str) -> str:
     return storage.join(root, "models", name, version)
+
+
+def run_dir(root: str, name: str, config_version: str) -> str:
+    """Where a torch model of config ``config_version`` trains (checkpoints, the final save)."""
+    return storage.join(root, "models", name, "runs", config_version)
+
+
+def weights_version(path_dir: str) -> str:
+    """``w`` + 12 hex digits of a hash over every tensor of every ``*.pt`` file of a saved model
+    (names, dtypes, shapes and bytes, in sorted order): the same weights give the same version."""
+    import torch
+
+    h = hashlib.sha256()
+    for f in storage.list_files(path_dir, ".pt"):
+        h.update(f.rsplit("/", 1)[-1].encode())
+        state = storage.read_torch(f)
+        for key in sorted(state):
+            value = state[key]
+            h.update(key.encode())
+            if isinstance(value, torch.Tensor):
+                t = value.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return "w" + h.hexdigest()[:12]
+
+
+def publish_model(root: str, name: str, trained_dir: str, provenance: dict[str, Any]) -> tuple[str, str]:
+    """Copies the model saved in ``trained_dir`` to ``models/<name>/<weights version>/`` with
+    ``provenance`` (config, data version, seed) added to its config; returns (version, its directory).
+    Publishing the same weights again finds them there and writes nothing."""
+    from retrieval.training.models import saved_config
+
+    version = weights_version(trained_dir)
+    out = storage.absolute(model_dir(root, name, version))
+    if storage.exists(storage.join(out, "config.json")):
+        return version, out
+    for f in storage.list_files(trained_dir, ".pt"):
+        storage.write_bytes_atomic(storage.join(out, f.rsplit("/", 1)[-1]), storage.read_bytes(f))
+    config = {**saved_config(trained_dir), "provenance": {**provenance, "trained_in": trained_dir}}
+    storage.write_json_atomic(storage.join(out, "config.json"), config)
+    return version, out
 
 
 def save_json_model(root: str, name: str, payload: dict[str, Any], filename: str = "model.json") -> str:

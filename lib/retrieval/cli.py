@@ -8,12 +8,13 @@ A job module defines ``run(spark, cfg) -> metrics`` and ends with ``job_main("<s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from retrieval import config, stage_metrics, stages
+from retrieval import commit, config, runlock, stage_metrics, stages
 from retrieval.spark_tables import TableError
 from retrieval.tracking import Tracker
 
@@ -60,13 +61,16 @@ def run_stage(
     source: str | None = None,
     tracker: Tracker | None = None,
 ) -> dict[str, Any]:
-    """Runs one stage, times it, writes its metrics and the config it used, and tracks it (MLflow)."""
+    """Runs one stage, times it, writes its metrics and the config it used, and tracks it (MLflow).
+
+    The stage holds the root's lock (``runlock``; a pipeline run's stages share it) and writes in one
+    transaction (``commit``): its tables, indices and models commit together when it succeeds."""
     log.info("stage %s: start (root %s)", stage, cfg.paths.root)
     # every Spark job of the stage carries its name (the UI, the event log: what each stage costs)
     spark.sparkContext.setJobGroup(stage, f"stage {stage}")
     tracker = tracker or Tracker(cfg)
     try:
-        with stage_metrics.timed() as t:
+        with stage_metrics.timed() as t, writing(cfg), commit.transaction(cfg.paths.root, stage):
             result = run(spark, cfg)
     except Exception as e:
         tracker.log_failure(stage, e)
@@ -76,6 +80,16 @@ def run_stage(
     result["config"] = stage_metrics.config_path(cfg.paths.root, stage)
     result["tracking_run"] = tracker.log_stage(stage, result, source)
     return result
+
+
+@contextlib.contextmanager
+def writing(cfg: config.Config) -> Iterator[None]:
+    """Holds the lock of ``paths.root`` for the block (re-entrant: a pipeline holds it across its
+    stages), and first finishes any commit a killed run left pending."""
+    with runlock.hold(cfg.paths.root, cfg.paths.lock_stale_seconds) as held:
+        if held.took:
+            commit.recover(cfg.paths.root)
+        yield
 
 
 def ensure_stage(
@@ -140,10 +154,10 @@ def job_main(stage: str, run: StageFn, doc: str | None, argv: Sequence[str] | No
     cfg, source, _ = load_config(stage, doc, argv)
     from retrieval.spark import get_spark
 
-    spark = get_spark(cfg, stage)
     try:
-        result = run_stage(spark, cfg, stage, run, source)
-    except (TableError, config.ConfigError, FileNotFoundError) as e:
+        with writing(cfg):  # before Spark starts: a second run on the root fails in a second
+            result = run_stage(get_spark(cfg, stage), cfg, stage, run, source)
+    except (TableError, config.ConfigError, FileNotFoundError, runlock.LockHeld) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     print(summary(stage, result), flush=True)

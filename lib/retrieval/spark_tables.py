@@ -1,18 +1,19 @@
 """Reading, validating and atomically writing the tables of ``retrieval.tables`` with Spark.
 
-Writes go to a hidden sibling ``.<name>.tmp-<uuid>`` and are renamed into place through the Hadoop
-filesystem of the path (so ``file://``, ``hdfs://`` ... all work the same way). A job killed while
-writing leaves the previous table untouched; a re-run cleans up what the dead one left behind.
+A table is a committed object (``retrieval.commit``): each write goes to a new version directory, and
+the table's ``CURRENT`` names it only once the data is complete (with the stage's other tables when the
+stage runs in a transaction). A job killed while writing leaves the previous version current; the next
+writer removes what the dead one left behind. Spark writes the data through the path's Hadoop
+filesystem (``file://``, ``hdfs://``, ``s3a://`` ...); the pointers are small files written through fsspec.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retrieval import storage
+from retrieval import commit, storage
 from retrieval.tables import Contract, quarantine
 
 if TYPE_CHECKING:
@@ -49,89 +50,38 @@ def validate(df: DataFrame, contract: Contract, *, exact: bool = False) -> None:
         raise TableError(f"table '{contract.name}': " + "; ".join(problems))
 
 
-def _fs(spark: SparkSession, uri: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
-
-
-def _siblings(spark: SparkSession, uri: str, marker: str) -> list[str]:
-    """Hidden siblings ``.<name>.<marker>-*`` of ``uri`` left by earlier writes."""
-    fs, path = _fs(spark, uri)
-    parent = path.getParent()
-    if parent is None or not fs.exists(parent):
-        return []
-    prefix = f".{path.getName()}.{marker}-"
-    return [
-        str(s.getPath().toString()) for s in fs.listStatus(parent) if s.getPath().getName().startswith(prefix)
-    ]
-
-
-def exists(spark: SparkSession, uri: str) -> bool:
-    fs, path = _fs(spark, storage.to_uri(uri))
-    return bool(fs.exists(path))
-
-
-def _recover(spark: SparkSession, uri: str) -> None:
-    """If a writer died between its two renames, the previous table sits in ``.old-*``: put it back."""
-    fs, path = _fs(spark, uri)
-    if fs.exists(path):
-        return
-    old = _siblings(spark, uri, "old")
-    if old:
-        jvm = spark.sparkContext._jvm
-        assert jvm is not None
-        log.warning("restoring %s from %s (an earlier write was interrupted)", uri, old[-1])
-        fs.rename(jvm.org.apache.hadoop.fs.Path(old[-1]), path)
+def exists(root: str, table: Contract | str) -> bool:
+    """True when ``table`` under ``root`` has a committed version."""
+    return commit.resolve(root, table.name if isinstance(table, Contract) else table) is not None
 
 
 def read_table(spark: SparkSession, root: str, contract: Contract) -> DataFrame:
-    """Reads the table ``contract`` under ``root`` and validates its schema.
+    """Reads the committed version of table ``contract`` under ``root`` and validates its schema.
 
     Raises:
         TableError: if the table does not exist (naming it and the stage that writes it) or does not
             match its contract.
     """
-    uri = storage.to_uri(storage.join(root, contract.name))
-    _recover(spark, uri)
-    fs, path = _fs(spark, uri)
-    if not fs.exists(path):
+    uri = commit.resolve(root, contract.name)
+    if uri is None:
         hint = f"; it is written by the '{contract.producer}' stage" if contract.producer else ""
-        raise TableError(f"table '{contract.name}' not found at {uri}{hint}")
-    df = spark.read.parquet(uri)
+        where = storage.to_uri(storage.join(root, contract.name))
+        raise TableError(f"table '{contract.name}' not found at {where}{hint}")
+    df = spark.read.parquet(storage.to_uri(uri))
     validate(df, contract)
     return df
 
 
 def write_table(df: DataFrame, root: str, contract: Contract) -> str:
-    """Validates ``df`` and writes it as parquet to ``<root>/<contract.name>``, atomically.
+    """Validates ``df`` and writes it as parquet to a new version of ``<root>/<contract.name>``.
 
-    The data lands in a hidden temporary sibling first; only a complete write is renamed into place
-    (the previous version is moved aside first and deleted last). Returns the table's URI.
+    The version is committed (``commit``) with the stage's other outputs when a stage transaction is
+    open, else alone at once: readers see the previous version until then. Returns the version's URI.
     """
     validate(df, contract, exact=True)
-    uri = storage.to_uri(storage.join(root, contract.name))
-    jvm = spark_jvm(df)
-    fs, path = _fs(df.sparkSession, uri)
-    for stale in _siblings(df.sparkSession, uri, "tmp"):
-        fs.delete(jvm.org.apache.hadoop.fs.Path(stale), True)
-    _recover(df.sparkSession, uri)
-    token = uuid.uuid4().hex[:12]
-    parent = path.getParent()
-    tmp = jvm.org.apache.hadoop.fs.Path(parent, f".{path.getName()}.tmp-{token}")
-    df.write.mode("overwrite").parquet(str(tmp.toString()))
-    old = jvm.org.apache.hadoop.fs.Path(parent, f".{path.getName()}.old-{token}")
-    had_old = bool(fs.exists(path))
-    if had_old and not fs.rename(path, old):
-        raise OSError(f"could not move {uri} aside to replace it")
-    if not fs.rename(tmp, path):
-        if had_old:
-            fs.rename(old, path)
-        raise OSError(f"could not rename {tmp} to {uri}")
-    if had_old:
-        fs.delete(old, True)
-    return uri
+    with commit.committed(root, contract.name) as uri:
+        df.write.mode("overwrite").parquet(storage.to_uri(uri))
+    return storage.to_uri(uri)
 
 
 def spark_jvm(df: DataFrame) -> Any:

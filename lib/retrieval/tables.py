@@ -262,6 +262,16 @@ CONTRACTS: dict[str, Contract] = {
 
 
 def path(root: str, table: Contract | str) -> str:
-    """Location of a table under ``root`` (a path or URI)."""
+    """Location of the committed version of a table under ``root`` (a path or URI), for readers that
+    are not Spark (training feeds, benchmarks); the one its open stage transaction wrote, in a stage.
+
+    Raises:
+        FileNotFoundError: the table has no committed version.
+    """
+    from retrieval import commit
+
     name = table.name if isinstance(table, Contract) else table
-    return storage.join(root, name)
+    uri = commit.resolve(root, name)
+    if uri is None:
+        raise FileNotFoundError(f"table '{name}' not found at {storage.join(root, name)}")
+    return uri

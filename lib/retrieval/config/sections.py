@@ -44,6 +44,7 @@ def _positive(section: str, **values: float) -> None:
 class PathsSection:
     root: str = "work"  # every table, model, metric and report of a run lives under this path or URI
     results: str = "benchmarks/results"  # where the real-data benchmarks (eval_sessions, eval_ltr, evaluate_visual) write <name>.json
+    lock_stale_seconds: float = 300.0  # the root's one-writer lock is taken over when its heartbeat is older
 
     def validate(self) -> None:
         from retrieval import storage
@@ -56,6 +57,8 @@ class PathsSection:
                     storage.local_path(value)
                 except ValueError as e:
                     raise ConfigError(f"{key}: {e}") from None
+        if not self.lock_stale_seconds >= 10:
+            raise ConfigError(f"paths.lock_stale_seconds must be at least 10, got {self.lock_stale_seconds}")
 
 
 @dataclass
@@ -313,6 +316,7 @@ class IndexSection:
         1000  # sampled queries for recall@10 of the index vs exact search (and as many to choose nprobe)
     )
     quantizer: str = ""  # a stored quantizer.faiss to reuse instead of training one (same factory and dim)
+    quantizer_sha256: str = ""  # its checksum, checked before use when set (the index's manifest records it)
     merge: bool = (
         False  # also merge the IVF shards into one on-disk index for serving (merged.faiss + .ivfdata)
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.config.loader import ConfigError
 from retrieval.evaluation import NO_ITEM
 
 MANIFEST = "manifest.json"
@@ -64,6 +65,34 @@ def train_index(sample: np.ndarray, factory: str, seed: int = 0, threads: int = 
 
 def from_bytes(data: bytes) -> Any:
     return _faiss().deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+class QuantizerError(ConfigError):
+    """A stored quantizer given by path (``index.quantizer``) is not one this index can use: a config
+    error, a one-line message naming the file."""
+
+
+def check_quantizer(data: bytes, source: str, dim: int, sha256: str = "") -> Any:
+    """The trained, empty index in ``data`` (read from ``source``), checked before use: its checksum
+    (when ``sha256`` is given), that faiss reads it as an index, that it is trained and empty, and
+    that its dimension is ``dim``.
+
+    Raises:
+        QuantizerError: naming ``source`` and what is wrong.
+    """
+    if sha256 and checksum(data) != sha256.lower():
+        raise QuantizerError(f"{source}: sha256 {checksum(data)} is not index.quantizer_sha256 {sha256}")
+    try:
+        index = from_bytes(data)
+    except Exception as e:  # faiss raises RuntimeError with its C++ message
+        raise QuantizerError(f"{source}: not a faiss index ({str(e).splitlines()[0][:200]})") from None
+    if not index.is_trained or index.ntotal:
+        raise QuantizerError(
+            f"{source}: a quantizer must be trained and empty (trained {index.is_trained}, {index.ntotal} vectors)"
+        )
+    if index.d != dim:
+        raise QuantizerError(f"{source}: a {index.d}-d quantizer for {dim}-d embeddings")
+    return index
 
 
 def to_bytes(index: Any) -> bytes:

@@ -41,10 +41,10 @@ def write_index(
     factory: str,
     threads: int = 1,
 ) -> shards.Manifest:
-    """A new index version under ``index_uri`` from every (offer_id, vector) row: the quantizer, one shard
-    per partition; returns its manifest, not yet written (:func:`commit` does). Any manifest already
-    there goes first: an index without its manifest is incomplete."""
-    storage.remove(storage.join(index_uri, shards.MANIFEST))
+    """A new index version in the fresh directory ``index_uri`` (``commit.stage``) from every
+    (offer_id, vector) row: the quantizer, one shard per partition; returns its manifest, not yet
+    written (:func:`commit` does: an index without its manifest is incomplete, and nothing points at
+    it before then)."""
     storage.write_bytes_atomic(storage.join(index_uri, shards.QUANTIZER), trained)
     return shards.Manifest(
         version=version,
@@ -82,13 +82,18 @@ def add_delta(
     return manifest
 
 
-def commit(index_root: str, index_uri: str, manifest: shards.Manifest, previous: str | None = None) -> None:
-    """The manifest, then ``<index_root>/CURRENT`` naming this version (what readers resolve); then the
-    ``previous`` version's directory goes, when it is another one."""
+def commit(root: str, name: str, index_uri: str, manifest: shards.Manifest) -> None:
+    """The manifest, then the pointer ``<root>/<name>/CURRENT`` naming this version (what readers
+    resolve), with the stage's other outputs when a stage transaction is open. The version replaced
+    stays until retention (``commit.clean``) removes it one commit later. An incremental generation
+    rewrites the live version's manifest in place (its delta shards have new names): that one atomic
+    write is its commit."""
+    from retrieval import commit as commits
+
+    commits.crash_point("after_data")
     storage.write_json_atomic(storage.join(index_uri, shards.MANIFEST), manifest.to_dict())
-    storage.write_text_atomic(storage.join(index_root, "CURRENT"), manifest.version + "\n")
-    if previous and previous.rstrip("/") != index_uri.rstrip("/"):
-        storage.remove_tree(previous)
+    commits.crash_point("between_manifest_and_pointer")
+    commits.register(root, name, index_uri)
 
 
 def _ann_recall(
@@ -206,54 +211,66 @@ def summary_of(manifest: shards.Manifest) -> dict[str, Any]:
 
 
 def build_planned(
-    vectors: DataFrame, index_root: str, n_shards: int, model_version: str, seed: int, sample: int = 100_000
+    vectors: DataFrame,
+    root: str,
+    name: str,
+    n_shards: int,
+    model_version: str,
+    seed: int,
+    sample: int = 100_000,
 ) -> tuple[str, shards.Manifest]:
-    """A new committed index of every (offer_id, vector) row, its type planned for their number
-    (``planning.factory_for``): (its uri, its manifest)."""
-    from retrieval.artifacts import content_version
+    """A new committed index ``<root>/<name>`` of every (offer_id, vector) row, its type planned for
+    their number (``planning.factory_for``): (its uri, its manifest)."""
+    from retrieval import commit as commits
     from retrieval.index.planning import factory_for
 
     n = vectors.count()
     factory = factory_for(n)
     trained = train_quantizer(vectors, factory, min(n, sample), seed)
-    version = content_version({"model": model_version, "factory": factory, "shards": n_shards, "n": n})
-    uri = storage.join(index_root, version)
-    manifest = write_index(vectors, uri, trained, n_shards, version, model_version, factory)
-    commit(index_root, uri, manifest)
+    uri, _ = commits.stage(root, name)
+    manifest = write_index(vectors, uri, trained, n_shards, _version(uri), model_version, factory)
+    commit(root, name, uri, manifest)
     return uri, manifest
+
+
+def _version(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
 def full_build(
     embeddings: DataFrame, ix: Any, root: str, mode: str, model_version: str, seed: int
-) -> tuple[str, shards.Manifest, str | None]:
-    """A new index version of every embedding (``mode`` full or compact): (its uri, its manifest, the
-    version it replaces when compacting). The factory is ``ix.factory``, or planned from the number of
+) -> tuple[str, shards.Manifest]:
+    """A new index version of every embedding (``mode`` full or compact), not yet committed: (its uri,
+    its manifest). The factory is ``ix.factory``, or planned from the number of
     vectors and ``ix.memory_gb`` (``planning.plan_index``); the quantizer trained on a hash sample,
     read from ``ix.quantizer``, or (compact) the live one's."""
-    from retrieval.artifacts import content_version
+    from retrieval import commit as commits
     from retrieval.index.planning import plan_index
-    from retrieval.index.spark_index import current, index_root
+    from retrieval.index.spark_index import INDEX, current
 
     first = embeddings.first()
     dim = len(first["vector"]) if first is not None else 1
     plan = plan_index(
         max(embeddings.count(), 1), dim, int(ix.memory_gb * 2**30), ix.train_size, ix.lists_per_sqrt
     )
-    factory, source, previous = ix.factory or plan.factory, "", None
+    factory, source = ix.factory or plan.factory, ""
     if mode == "compact":
         previous, old = current(root)
         trained, factory = storage.read_bytes(storage.join(previous, shards.QUANTIZER)), old.factory
         source = f"compacted from {old.version} (generation {old.generation})"
     elif ix.quantizer:
         trained = storage.read_bytes(ix.quantizer)
+        shards.check_quantizer(trained, ix.quantizer, dim, ix.quantizer_sha256)
     else:
         trained = train_quantizer(embeddings, factory, ix.train_size, seed)  # a plan never asks for more
-    identity = {"model_version": model_version, "factory": factory, "shards": ix.shards, "source": source}
-    version = content_version({**identity, "quantizer": shards.checksum(trained)})
-    uri = storage.join(index_root(root), version)
-    manifest = write_index(embeddings, uri, trained, ix.shards, version, model_version, factory, ix.threads)
+    uri, _ = commits.stage(root, INDEX)
+    manifest = write_index(
+        embeddings, uri, trained, ix.shards, _version(uri), model_version, factory, ix.threads
+    )
     manifest.plan = {"planned": not ix.factory, "reason": "index.factory" if ix.factory else plan.reason}
-    return uri, manifest, previous
+    if source:
+        manifest.plan["source"] = source
+    return uri, manifest
 
 
 def set_nprobe(

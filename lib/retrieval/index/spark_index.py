@@ -27,16 +27,18 @@ if TYPE_CHECKING:
 NEIGHBOURS_DDL = "offer_id bigint, neighbours array<bigint>, scores array<float>"
 
 
-def index_root(root: str) -> str:
-    return storage.join(root, "index")
+INDEX = "index"  # the offer index: <root>/index/<version>/, committed by <root>/index/CURRENT
 
 
-def current(root: str) -> tuple[str, shards.Manifest]:
-    """(index uri, manifest) of the index that index/CURRENT names."""
-    pointer = storage.join(index_root(root), "CURRENT")
-    if not storage.exists(pointer):
-        raise TableError(f"no index under {index_root(root)}: it is written by the 'build_index' stage")
-    uri = storage.join(index_root(root), storage.read_text(pointer).strip())
+def current(root: str, name: str = INDEX) -> tuple[str, shards.Manifest]:
+    """(index uri, manifest) of the committed version of the index ``<root>/<name>``."""
+    from retrieval import commit
+
+    uri = commit.resolve(root, name)
+    if uri is None or not storage.exists(storage.join(uri, shards.MANIFEST)):
+        raise TableError(
+            f"no index under {storage.join(root, name)}: it is written by the 'build_index' stage"
+        )
     return uri, shards.Manifest.from_dict(storage.read_json(storage.join(uri, shards.MANIFEST)))
 
 

@@ -14,8 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from retrieval import storage, tables
-from retrieval.artifacts import content_version, model_dir
+from retrieval import commit, storage, tables
+from retrieval.artifacts import content_version, publish_model, run_dir
 from retrieval.config import Config, runtime
 from retrieval.ranking.spark_ranker import (
     BASELINES,
@@ -50,7 +50,7 @@ def with_grades(spark: SparkSession, root: str, listings: DataFrame, searches: D
     offer shown in every search."""
     from pyspark.sql import functions as F
 
-    if not exists(spark, tables.path(root, tables.TRUTH_RELEVANCE)):
+    if not exists(root, tables.TRUTH_RELEVANCE):
         return listings.withColumn("grade", F.lit(None).cast("int"))
     truth = read_table(spark, root, tables.TRUTH_RELEVANCE).join(F.broadcast(searches), "query_id")
     grades = truth.select("query_id", "offer_id", F.col("grade").cast("int").alias("grade"))
@@ -130,12 +130,10 @@ def xgb_stage(spark: SparkSession, cfg: Config, encoder: Any = None) -> dict[str
         seconds[name] = round(time.perf_counter() - t0, 1)
         log.info("%s fitted in %.1f s", name, seconds[name])
     train.unpersist()
-    version = content_version(
-        {"ranker": dataclasses.asdict(rk), "seed": cfg.seed, "train": counts.get("xgb")}
-    )
-    xgb_dir = model_dir(root, "ranker", version)
-    for name, m in models.items():
-        m.write().overwrite().save(storage.join(xgb_dir, name))
+    # a new version directory, committed with the stage (never a model deleted before its rewrite)
+    with commit.committed(root, "models/ranker") as xgb_dir:
+        for name, m in models.items():
+            m.write().save(storage.to_uri(storage.join(xgb_dir, name)))
     scored = rows
     for m in models.values():
         scored = m.transform(scored)
@@ -206,8 +204,8 @@ def dnn_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     scored = read_table(spark, root, tables.RANKER_TEST_SLATES)
     for name, spec, ips in runs:
         described = {"reranker": model, "loss": dataclasses.asdict(spec), "ips": ips, "slates": n_slates}
-        version = content_version({**described, "ranker": dataclasses.asdict(rk), "seed": cfg.seed})
-        out_dir = storage.absolute(model_dir(root, "reranker", version))
+        identity = {**described, "ranker": dataclasses.asdict(rk), "seed": cfg.seed}
+        out_dir = storage.absolute(run_dir(root, "reranker", content_version(identity)))
         result = fit_reranker(
             slates_dir,
             out_dir,
@@ -220,9 +218,11 @@ def dnn_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             cfg.progress_s,
             ips_feature=inputs.index("propensity") if ips else -1,
         )
-        trained[name] = {**result, "model": out_dir, "loss": spec.name, "ips": ips}
+        data = {"slates": slates_dir.rstrip("/").rsplit("/", 1)[-1]}
+        version, final = publish_model(root, "reranker", out_dir, {**identity, "data_version": data})
+        trained[name] = {**result, "model": final, "version": version, "loss": spec.name, "ips": ips}
         scored = score_slates(
-            scored, broadcast_model(spark, load_model(Reranker, out_dir)), name, rk.rerank_k, 1
+            scored, broadcast_model(spark, load_model(Reranker, final)), name, rk.rerank_k, 1
         )
     uri = write_table(scored, root, tables.RANKER_TEST_SCORED)
     return {"dnn": trained, "outputs": {"ranker/test_scored": uri}}

@@ -366,7 +366,33 @@ def _calibration(s: Section, d: dict[str, Any]) -> None:
     s.table(header, rows, "the synthetic log's items are offers; both logs after SR-GNN's preprocessing")
 
 
+def ablations_payload(m: Metrics, command: str) -> dict[str, Any]:
+    """``benchmarks/results/ablations.json`` of the benchmark run (conf/bench.yaml), which every report
+    shows: the reranker with and without its IPS weights, and the visual encoder by its training photos."""
+    rk = m.get("train_ranker", {}).get("evaluation", {})
+    target = "truth" if "truth" in rk else "labels"
+    ndcg = rk.get(target, {}).get("ndcg_at_10", {})
+    ev = m.get("evaluate_visual", {})
+    return {
+        "kind": "ablations",
+        "command": command,
+        "ranking_against": target,
+        "ranking_ndcg_at_10": {k: v for k, v in ndcg.items() if k.startswith("dnn_")},
+        "visual_accuracy_at_5": {**ev.get("accuracy_at_5", {}), **ev.get("ablations", {})},
+    }
+
+
+def _ablations(s: Section, d: dict[str, Any]) -> None:
+    s.heading("Ablations of the benchmark run")
+    rows = [
+        [f"reranker {k}", "nDCG@10 vs " + d["ranking_against"], v] for k, v in d["ranking_ndcg_at_10"].items()
+    ]
+    rows += [[f"visual {k}", "accuracy@5", v] for k, v in d["visual_accuracy_at_5"].items()]
+    s.table(["variant", "metric", "value"], rows, d.get("command", ""))
+
+
 BENCHMARKS: dict[str, Callable[[Section, dict[str, Any]], None]] = {
+    "ablations": _ablations,
     "sessions": _sessions,
     "calibration": _calibration,
     "ltr": _ltr,

@@ -38,8 +38,7 @@ def carousels(
     wanted = set(offer_ids) | {x["offer_id"] for rs in rows.values() for x in rs}
     info = {r["offer_id"]: r.asDict() for r in offers.where(F.col("offer_id").isin(list(wanted))).collect()}
     cluster: dict[int, int] = {}
-    truth_uri = tables.path(root, tables.TRUTH_OFFER_PRODUCT)
-    if exists(spark, truth_uri):
+    if exists(root, tables.TRUTH_OFFER_PRODUCT):
         truth = read_table(spark, root, tables.TRUTH_OFFER_PRODUCT)
         cluster = {
             r["offer_id"]: r["cluster_id"]
@@ -121,11 +120,11 @@ def examples(spark: SparkSession, root: str, m: dict[str, dict[str, Any]]) -> tu
     """(3 carousels, 2 listings reranked by the best DNN beside the production order), each None where
     its stage has not run."""
     shown = None
-    if "precompute_recs" in m and exists(spark, tables.path(root, tables.RECS)):
+    if "precompute_recs" in m and exists(root, tables.RECS):
         shown = carousels(spark, root, [], limit=3)
     listings = None
     rk = m.get("train_ranker")
-    if rk and exists(spark, tables.path(root, tables.RANKER_TEST_SCORED)):
+    if rk and exists(root, tables.RANKER_TEST_SCORED):
         dnns = [k for k in rk["ndcg_at_10"] if k.startswith("dnn_")]
         best = max(dnns, key=lambda k: rk["ndcg_at_10"][k], default=None)
         listings = reranked_listings(spark, root, ["production", *([best] if best else [])], limit=2)
@@ -136,7 +135,7 @@ def recs_popularity(spark: SparkSession, root: str) -> dict[str, Any] | None:
     """Share of recommendation slots taken by the most popular 1% / 10% of offers (training co-clicks)."""
     from pyspark.sql import functions as F
 
-    if not (exists(spark, tables.path(root, tables.RECS)) and exists(spark, tables.path(root, tables.PAIRS))):
+    if not (exists(root, tables.RECS) and exists(root, tables.PAIRS)):
         return None
     offers = read_table(spark, root, tables.OFFERS).select("offer_id")
     pairs = read_table(spark, root, tables.PAIRS).where(F.col("split") == "train")

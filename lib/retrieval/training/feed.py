@@ -184,6 +184,11 @@ class PetastormFeed(_Feed):
 
     The synchronous ("dummy") reader pool is the default: the thread pool was seen to return 0 rows
     without an error under CPU load (3 of 8 round trips in a stress run on 2 cores).
+
+    The reader is given the table's data files, never its directory: given a directory, Petastorm
+    unpickles a schema from ``_common_metadata`` when one is there (its restricted unpickler lets
+    ``builtins.eval`` through), so a file planted under the root would run code in training. Given
+    files, it infers the schema from the parquet footers, which is our table contract's.
     """
 
     name = "petastorm"
@@ -192,7 +197,8 @@ class PetastormFeed(_Feed):
         self, path: str, batch_size: int, to_batch: Batcher, reader_pool_type: str = "dummy", **kw: Any
     ) -> None:
         super().__init__(path, batch_size, to_batch, **kw)
-        self.url, self.reader_pool_type = storage.to_uri(path), reader_pool_type
+        self.urls = [storage.to_uri(f) for f in parquet_files(path)]
+        self.reader_pool_type = reader_pool_type
         # Petastorm shards by row group: count each rank's rows the same way to size its epoch.
         metas = [parquet_file(f).metadata for f in parquet_files(path)]
         sizes = [m.row_group(g).num_rows for m in metas for g in range(m.num_row_groups)]
@@ -203,7 +209,7 @@ class PetastormFeed(_Feed):
 
         # num_epochs=1: the reader loops forever otherwise
         with make_batch_reader(
-            self.url,
+            self.urls,  # files, not the directory: see the class's docstring
             num_epochs=1,
             cur_shard=self.rank,
             shard_count=self.world,

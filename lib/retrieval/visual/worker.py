@@ -80,12 +80,13 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
 def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dict[str, Any]:
     """Trains the image encoder of ``variant`` on the training groups under ``groups`` (``n_groups``
-    products) where ``training`` / ``visual.training`` say, into models/visual/<variant>/<version>/;
-    returns the workers' summary with ``model_dir`` and ``version``."""
+    products) where ``training`` / ``visual.training`` say, in models/visual/<variant>/runs/<config
+    hash>/, published to models/visual/<variant>/<weights version>/; returns the workers' summary with
+    ``model_dir`` and ``version`` (the published ones)."""
     import dataclasses
 
     from retrieval import storage
-    from retrieval.artifacts import content_version, model_dir
+    from retrieval.artifacts import content_version, publish_model, run_dir
     from retrieval.config import runtime
     from retrieval.training.spark_launch import launch
     from retrieval.visual.model import ImageEncoderConfig
@@ -100,8 +101,8 @@ def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dic
         "loss": dataclasses.asdict(v.loss),
         "feed": rt.feed,
     }
-    version = content_version({**described, "groups": n_groups, "seed": cfg.seed})
-    out_dir = storage.absolute(model_dir(cfg.paths.root, f"visual/{variant}", version))
+    identity = {**described, "groups": n_groups, "seed": cfg.seed}
+    out_dir = storage.absolute(run_dir(cfg.paths.root, f"visual/{variant}", content_version(identity)))
     args = ImageEncoderWorkerArgs(
         groups=storage.absolute(groups),
         model_dir=out_dir,
@@ -113,4 +114,9 @@ def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dic
         progress_s=cfg.progress_s,
         resume=rt.resume,
     )
-    return {**launch(train_worker, dataclasses.asdict(args), rt), "model_dir": out_dir, "version": version}
+    trained = launch(train_worker, dataclasses.asdict(args), rt)
+    data = {"groups": groups.rstrip("/").rsplit("/", 1)[-1]}
+    version, final = publish_model(
+        cfg.paths.root, f"visual/{variant}", out_dir, {**identity, "data_version": data}
+    )
+    return {**trained, "model_dir": final, "version": version}

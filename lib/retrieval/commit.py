@@ -1,0 +1,300 @@
+"""One commit primitive for everything a stage writes: tables, indices, models (DESIGN.md "Commits").
+
+An object (a table, an index, a model set) named ``name`` under a root lives at ``<root>/<name>/``:
+
+    <root>/<name>/<version>/   the data of one version, written in full before anyone points at it
+    <root>/<name>/CURRENT      the committed version (first line) and the one it replaced (second)
+
+A new version goes to a new directory; ``CURRENT`` is written last, and that small write is atomic
+everywhere: a rename on local disks and HDFS, a single PUT on object stores (where a directory rename
+is a copy, so nothing here renames directories). A kill before the pointer leaves the previous
+version committed and readable; its leftover directory is removed by the next writer.
+
+A stage that writes several objects commits them together: their data first, then one intent
+``<root>/_commits/<id>.json`` naming every object's new version (the commit point), then each
+``CURRENT``, then the intent goes. Readers resolve through a pending intent first, so they never see
+a mix of a stage's old and new objects; the next writer rolls a pending intent forward
+(:func:`recover`, under the root's lock).
+
+Old versions stay until retention (:func:`clean`, after each commit) removes all but the committed
+version and the one before it, so a reader of the version that was live when it started keeps it for
+one more commit. Inside a transaction, reads see its own staged versions (a stage that writes a table
+and reads it back gets what it wrote).
+
+Crash points for the kill-anywhere test: ``RETRIEVAL_CRASH_AT=<point>`` SIGKILLs the process group
+at the named point (:func:`crash_point`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from retrieval import storage
+
+log = logging.getLogger(__name__)
+
+POINTER = "CURRENT"
+COMMITS = "_commits"
+# files of a committed object directory that are not versions
+_RESERVED = (POINTER,)
+
+
+def crash_point(point: str) -> None:
+    """SIGKILLs this process group when ``RETRIEVAL_CRASH_AT`` names ``point`` (the kill-anywhere test).
+
+    ``RETRIEVAL_CRASH_AT=<point>:<n>`` kills at the point's n-th visit in this process (1 is the first)."""
+    want = os.environ.get("RETRIEVAL_CRASH_AT", "")
+    if not want:
+        return
+    name, _, nth = want.partition(":")
+    if name != point:
+        return
+    _VISITS[point] = _VISITS.get(point, 0) + 1
+    if _VISITS[point] < int(nth or 1):
+        return
+    log.warning("RETRIEVAL_CRASH_AT=%s: killing the process group", want)
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+_VISITS: dict[str, int] = {}
+
+
+def new_version() -> str:
+    """A fresh version name: when it was made (to read, and to sort), and a random part (unique)."""
+    return f"v{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def object_uri(root: str, name: str) -> str:
+    return storage.join(root, name)
+
+
+@dataclass(frozen=True)
+class Pointer:
+    version: str
+    previous: str = ""
+
+
+def read_pointer(obj: str) -> Pointer | None:
+    """The ``CURRENT`` of the object at ``obj`` (None if it has none)."""
+    uri = storage.join(obj, POINTER)
+    try:
+        lines = storage.read_text(uri).splitlines()
+    except FileNotFoundError:
+        return None
+    if not lines or not lines[0].strip():
+        return None
+    return Pointer(lines[0].strip(), lines[1].strip() if len(lines) > 1 else "")
+
+
+def _write_pointer(obj: str, version: str) -> None:
+    old = read_pointer(obj)
+    previous = old.version if old and old.version != version else (old.previous if old else "")
+    crash_point("before_pointer")
+    storage.write_text_atomic(storage.join(obj, POINTER), f"{version}\n{previous}\n")
+
+
+def _intents(root: str) -> list[tuple[str, dict[str, str]]]:
+    """The pending multi-object commits under ``root``, oldest first: (intent uri, {name: version})."""
+    out = []
+    for uri in storage.list_files(storage.join(root, COMMITS), ".json"):
+        try:
+            out.append((uri, dict(storage.read_json(uri)["objects"])))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            continue  # removed as we listed, or not ours: an intent is written atomically or not at all
+    return out
+
+
+def current(root: str, name: str) -> str | None:
+    """The committed version of object ``name`` under ``root`` (None when it has none): a version the
+    active transaction staged, else the newest pending intent's, else the object's ``CURRENT``."""
+    for tx in reversed(_ACTIVE):
+        if tx.root == root and name in tx.staged:
+            return tx.staged[name]
+    pending = [objs[name] for _, objs in _intents(root) if name in objs]
+    if pending:
+        return pending[-1]
+    ptr = read_pointer(object_uri(root, name))
+    return ptr.version if ptr else None
+
+
+def resolve(root: str, name: str) -> str | None:
+    """The URI of the committed version of ``name`` under ``root``, or None when there is none.
+
+    An object written before versions existed (data directly in ``<root>/<name>``, no ``CURRENT``) is
+    its own only version."""
+    version = current(root, name)
+    obj = object_uri(root, name)
+    if version:
+        return storage.join(obj, version)
+    if _is_legacy(obj):
+        return obj
+    return None
+
+
+def _is_legacy(obj: str) -> bool:
+    """Data files directly in the object's directory (a version directory of a killed writer is not)."""
+    fs, path = storage.filesystem(obj)
+    if not fs.exists(path) or not fs.isdir(path):
+        return False
+    return any(
+        info.get("type") == "file"
+        and not str(info["name"]).rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
+        for info in fs.ls(path, detail=True)
+    )
+
+
+@dataclass
+class Transaction:
+    """The objects one stage writes, committed together (:func:`transaction`)."""
+
+    root: str
+    label: str
+    staged: dict[str, str] = field(default_factory=dict)
+
+    def stage(self, name: str) -> str:
+        """A new version directory for object ``name`` (not yet created): write its data there."""
+        version = new_version()
+        self.staged[name] = version
+        return storage.join(object_uri(self.root, name), version)
+
+    def commit(self) -> None:
+        if not self.staged:
+            return
+        from retrieval import runlock
+
+        crash_point("before_commit")
+        runlock.assert_held(self.root)
+        intent = None
+        if len(self.staged) > 1:
+            intent = storage.join(self.root, COMMITS, f"{new_version()}.json")
+            storage.write_json_atomic(intent, {"stage": self.label, "objects": self.staged})
+            crash_point("after_intent")
+        for name, version in self.staged.items():
+            _write_pointer(object_uri(self.root, name), version)
+            crash_point("between_pointers")
+        if intent:
+            storage.remove(intent)
+        for name in self.staged:
+            clean(self.root, name)
+
+
+_ACTIVE: list[Transaction] = []
+_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def transaction(root: str, label: str) -> Iterator[Transaction]:
+    """Everything written through :func:`stage` inside the block commits together when it ends.
+
+    Nested blocks on the same root join the outer one (a stage's transaction holds the tables its
+    helpers write). On an exception nothing is committed: the previous versions stay current and the
+    staged directories are left for the next writer's :func:`clean`."""
+    with _LOCK:
+        outer = next((t for t in reversed(_ACTIVE) if t.root == root), None)
+    if outer is not None:
+        yield outer
+        return
+    tx = Transaction(root, label)
+    with _LOCK:
+        _ACTIVE.append(tx)
+    try:
+        yield tx
+        tx.commit()
+    finally:
+        with _LOCK:
+            _ACTIVE.remove(tx)
+
+
+def stage(root: str, name: str) -> tuple[str, Transaction | None]:
+    """(a new version directory for ``name``, the transaction it belongs to, or None when no
+    transaction on ``root`` is open: the caller then commits it alone with :func:`publish`)."""
+    with _LOCK:
+        tx = next((t for t in reversed(_ACTIVE) if t.root == root), None)
+    if tx is not None:
+        return tx.stage(name), tx
+    version = new_version()
+    return storage.join(object_uri(root, name), version), None
+
+
+def publish(root: str, name: str, version_uri: str) -> None:
+    """Commits one object alone: its ``CURRENT`` names the version at ``version_uri``; then retention."""
+    from retrieval import runlock
+
+    version = version_uri.rstrip("/").rsplit("/", 1)[-1]
+    runlock.assert_held(root)
+    _write_pointer(object_uri(root, name), version)
+    clean(root, name)
+
+
+def register(root: str, name: str, version_uri: str) -> None:
+    """The version at ``version_uri`` (from :func:`stage`) is complete: it commits with the open
+    transaction on ``root``, or alone now when there is none."""
+    version = version_uri.rstrip("/").rsplit("/", 1)[-1]
+    with _LOCK:
+        tx = next((t for t in reversed(_ACTIVE) if t.root == root), None)
+    if tx is not None:
+        tx.staged[name] = version
+    elif (read_pointer(object_uri(root, name)) or Pointer("")).version != version:
+        publish(root, name, version_uri)
+
+
+@contextlib.contextmanager
+def committed(root: str, name: str) -> Iterator[str]:
+    """A new version directory of ``name`` to write in the block; committed when it ends (with the
+    open transaction on ``root`` if there is one, else alone)."""
+    uri, _ = stage(root, name)
+    yield uri
+    crash_point("after_data")
+    register(root, name, uri)
+
+
+def recover(root: str) -> int:
+    """Rolls forward the multi-object commits a killed writer left pending (their intent was written,
+    so they are committed): every ``CURRENT`` they name, then the intent goes. Run by a writer holding
+    the root's lock. Returns how many it finished."""
+    done = 0
+    for uri, objects in _intents(root):
+        log.warning("finishing the commit %s that an interrupted run left pending", uri)
+        for name, version in objects.items():
+            if (read_pointer(object_uri(root, name)) or Pointer("")).version != version:
+                _write_pointer(object_uri(root, name), version)
+        storage.remove(uri)
+        done += 1
+    return done
+
+
+def clean(root: str, name: str) -> list[str]:
+    """Retention of object ``name``: removes every version but the committed one and the one before
+    it (versions a killed writer left, older ones), and what earlier layouts left beside it. Only a
+    writer holding the root's lock calls this. Returns what it removed."""
+    obj = object_uri(root, name)
+    ptr = read_pointer(obj)
+    if ptr is None:
+        return []
+    pending = {objs[name] for _, objs in _intents(root) if name in objs}
+    keep = {ptr.version, ptr.previous, *pending, *_RESERVED} - {""}
+    fs, path = storage.filesystem(obj)
+    removed = []
+    for child in fs.ls(path, detail=False):
+        base = str(child).rstrip("/").rsplit("/", 1)[-1]
+        if base not in keep:
+            fs.rm(child, recursive=True)
+            removed.append(base)
+    # the earlier layout's hidden siblings: .<name>.tmp-* and .<name>.old-*
+    parent, leaf = path.rstrip("/").rsplit("/", 1)
+    for child in fs.ls(parent, detail=False):
+        base = str(child).rstrip("/").rsplit("/", 1)[-1]
+        if base.startswith((f".{leaf}.tmp-", f".{leaf}.old-")):
+            fs.rm(child, recursive=True)
+            removed.append(base)
+    if removed:
+        log.info("retention of %s: removed %s", obj, ", ".join(sorted(removed)))
+    return removed
