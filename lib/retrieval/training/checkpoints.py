@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from retrieval import storage
+from retrieval import commit, storage
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def save_checkpoint(
         "config": json.dumps(args),
     }
     storage.write_torch_atomic(storage.join(model_dir, "checkpoints", f"epoch-{epoch:04d}.pt"), state)
+    commit.crash_point("after_checkpoint")  # the kill-anywhere test: a training process dies mid-run
     # With the optimizers' state a checkpoint is ~3x the model (the encoder's on conf/test.yaml:
     # 457 MB), and a resume needs the last one only.
     for old in _checkpoints(model_dir):
