@@ -174,6 +174,34 @@ def test_ingest_on_spark_quarantines_every_case_with_its_reason(spark: Any, tmp_
     assert events.accepted.where(F.col("offer_id") == -7).count() == 1
 
 
+def test_two_searches_sharing_a_query_id_are_both_ambiguous() -> None:
+    a = search(query_id="q7", listing=[1, 2])
+    rows = [a, dict(a), search(query_id="q7", listing=[2, 3], ts=f"{DAY} 10:05:00"), search(query_id="q8")]
+    assert rules.conflicting_queries(rows) == {"q7"}
+    assert rules.conflicting_queries([a, dict(a)]) == set()  # an exact duplicate is only a duplicate
+
+
+@pytest.mark.spark
+def test_ingest_quarantines_searches_that_share_a_query_id(spark: Any, tmp_path: Path) -> None:
+    """Two different searches under one query_id: which listing a click on it saw is unknowable, so
+    both go to quarantine as duplicate_query; an exact duplicate is counted, not quarantined."""
+    from retrieval import tables
+    from retrieval.ingest.spark_ingest import check_accounting, ingest_events, ingest_offers
+
+    catalogue = [offer(offer_id=i, title=f"thing {i}") for i in (1, 2, 3)]
+    offers = ingest_offers(_raw(spark, tmp_path, tables.RAW_OFFERS, catalogue, "offers"), LIMITS)
+    good = [ev(session_id=f"busy-{i}", ts=f"{DAY} 12:{i % 60:02d}:00") for i in range(50)]
+    a = search(session_id="a", query_id="q7", listing=[1, 2])
+    b = search(session_id="b", query_id="q7", listing=[2, 3], ts=f"{DAY} 10:05:00")
+    kept = search(session_id="c", query_id="q8", listing=[1, 3])
+    raw = _raw(spark, tmp_path, tables.RAW_EVENTS, [*good, a, b, kept, dict(kept)], "events")
+    events = ingest_events(raw, offers.accepted, LIMITS)
+    check_accounting("events", events)
+    assert events.reasons == {rules.DUPLICATE_QUERY: 2}
+    assert events.counts["rows_duplicate"] == 1
+    assert {r["query_id"] for r in events.accepted.where("event = 'search'").collect()} == {"q8"}
+
+
 @pytest.mark.spark
 def test_ingest_of_an_empty_log_is_zero_rows_not_an_error(spark: Any, tmp_path: Path) -> None:
     from retrieval import tables

@@ -185,3 +185,35 @@ def test_the_scheduler_holds_the_lock_across_its_stages(tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
     done = subprocess.run([*cmd, "release", "--root", str(tmp_path)], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and not (tmp_path / runlock.LOCK).exists()
+
+
+# --- weights-addressed models
+
+
+def test_a_models_version_is_the_hash_of_its_weights(tmp_path: Path) -> None:
+    """A retrain that changes the weights publishes a new version and leaves the old one as it was;
+    the same weights publish to the same version, written once, with their provenance."""
+    import torch
+
+    from retrieval.artifacts import publish_model, run_dir
+    from retrieval.ranking.dnn import Reranker, RerankerConfig
+    from retrieval.training.models import load_model, save_model, saved_config
+
+    root = str(tmp_path)
+    torch.manual_seed(0)
+    model = Reranker(RerankerConfig(features=["a", "b"], hidden=8))
+    trained = run_dir(root, "reranker", "cfg1")
+    save_model(model, trained)
+    v1, d1 = publish_model(root, "reranker", trained, {"seed": 1, "data_version": {"slates": "v1"}})
+    assert v1.startswith("w") and d1.endswith(v1)
+    assert publish_model(root, "reranker", trained, {"seed": 1})[0] == v1  # same weights, same version
+    assert saved_config(d1)["provenance"]["data_version"] == {"slates": "v1"}
+    first = {k: v.clone() for k, v in load_model(Reranker, d1).state_dict().items()}
+
+    with torch.no_grad():  # a retrain in the same run directory (same config): other weights
+        next(model.parameters()).add_(0.5)
+    save_model(model, trained)
+    v2, d2 = publish_model(root, "reranker", trained, {"seed": 1})
+    assert v2 != v1 and d2 != d1
+    again = load_model(Reranker, d1).state_dict()
+    assert all(torch.equal(again[k], first[k]) for k in first)  # the old weights are untouched

@@ -103,3 +103,48 @@ def test_killing_ingest_mid_write_keeps_the_previous_output(spark: Any, marketpl
         read_table(spark, root, tables.OFFERS).count()
         == marketplace["ingest"]["tables"]["offers"]["rows_accepted"]
     )
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_root_is_refused_naming_the_holder(
+    spark: Any, marketplace: dict[str, Any]
+) -> None:
+    """Two ingests on one root: the second exits at once with one line naming the first's run group,
+    host and pid; the first finishes and its output is whole."""
+    from retrieval import runlock
+
+    root = marketplace["root"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETRIEVAL_")}
+    env["PYTHONPATH"] = f"{REPO}:{REPO / 'lib'}"
+    cmd = [sys.executable, "-m", "jobs.ingest", "--config", TEST_CONFIG, "--set", f"paths.root={root}"]
+    first = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not os.path.exists(os.path.join(root, runlock.LOCK)):
+            assert first.poll() is None, "the first ingest ended before the second could start"
+            time.sleep(0.05)
+        holder = runlock.read_holder(root)
+        assert holder is not None and holder.pid == first.pid
+        second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first ingest ended before the second was refused"
+        assert second.returncode == 1
+        assert f"run group {holder.group} (host {holder.host}, pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr + second.stdout
+        out, _ = first.communicate(timeout=600)
+        assert first.returncode == 0, out[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert not os.path.exists(os.path.join(root, runlock.LOCK))
+    assert (
+        read_table(spark, root, tables.OFFERS).count()
+        == marketplace["ingest"]["tables"]["offers"]["rows_accepted"]
+    )

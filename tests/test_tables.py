@@ -117,3 +117,17 @@ def test_quarantine_rows_keep_the_raw_row_and_reason(spark: Any) -> None:
     assert [json.loads(r.raw) for r in rows] == [{"id": 7, "name": None}, {"id": None, "name": "x"}]
     assert [r.reason for r in rows] == ["bad_price", "null_key"] and {r.job for r in rows} == {"ingest"}
     assert all(r.ts is not None for r in rows)
+
+
+def test_an_incremental_update_refuses_vectors_of_other_weights(spark: Any) -> None:
+    """Embeddings name the weights version that made them: a delta from a retrained encoder cannot
+    join them (their spaces differ), and the message says to rebuild in full."""
+    from retrieval.config import ConfigError
+    from retrieval.encoder.spark_embed import require_model
+
+    emb = spark.createDataFrame([(1, [0.1], "w0123456789ab")], tables.EMBEDDINGS.ddl())
+    require_model(emb, "w0123456789ab")
+    with pytest.raises(
+        ConfigError, match="cannot mix models; run embed_offers, build_index and precompute_recs in full"
+    ):
+        require_model(emb, "wfedcba987654")

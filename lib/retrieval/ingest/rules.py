@@ -2,7 +2,8 @@
 
 Each raw row gets at most one reason; the first rule that matches wins, in the order below. Rows with
 a reason go to ``quarantine/<table>``. Then exact duplicates among the remaining rows are removed and
-counted, and last, whole sessions that look like bots are quarantined. So for every table::
+counted, then searches that share a query_id with a different search are quarantined, and last,
+whole sessions that look like bots are quarantined. So for every table::
 
     rows_in = rows_accepted + rows_quarantined + rows_duplicate
 """
@@ -38,6 +39,7 @@ BAD_LISTING = (
 BAD_POSITION = "bad_position"  # a position below 1
 UNKNOWN_OFFER = "unknown_offer"  # an offer id (or a listing entry) that is not in the offers table
 DUPLICATE_KEY = "duplicate_key"  # an older version of an offer whose offer_id appears again
+DUPLICATE_QUERY = "duplicate_query"  # one of several different searches sharing a query_id (all of them)
 BOT_SESSION = "bot_session"  # the whole session: too many events, or too many per minute
 
 EVENT_REASONS = (
@@ -49,6 +51,7 @@ EVENT_REASONS = (
     BAD_LISTING,
     BAD_POSITION,
     UNKNOWN_OFFER,
+    DUPLICATE_QUERY,
     BOT_SESSION,
 )
 OFFER_REASONS = (NULL_KEY, BAD_ID, BAD_PRICE, BAD_TS, BAD_TEXT, DUPLICATE_KEY)
@@ -167,6 +170,18 @@ def offer_reason(row: Mapping[str, Any], limits: IngestSection = DEFAULT_LIMITS)
     if bad_text(row.get("title"), limits.max_text_chars):
         return BAD_TEXT
     return None
+
+
+def conflicting_queries(events: Iterable[Mapping[str, Any]]) -> set[str]:
+    """query_ids carried by more than one distinct search row (exact duplicates are one row): which
+    listing a click on that query saw cannot be known, so every such search is quarantined
+    (``DUPLICATE_QUERY``). Applied after the row-level rules and de-duplication, before the bot rule."""
+    seen: dict[str, set[tuple[Any, ...]]] = {}
+    for row in events:
+        if row["event"] == "search":
+            key = tuple(tuple(v) if isinstance(v, list) else v for v in row.values())
+            seen.setdefault(row["query_id"], set()).add(key)
+    return {q for q, rows in seen.items() if len(rows) > 1}
 
 
 def bot_sessions(

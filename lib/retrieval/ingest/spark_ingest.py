@@ -195,6 +195,21 @@ def ingest_events(raw: DataFrame, offers: DataFrame, cfg: IngestSection) -> Inge
     bad_rows = staged.where(F.col("reason").isNotNull()).select(*cols, "reason")
     distinct, dups = _dedupe(staged.where(F.col("reason").isNull()).select(*cols, "_ts"), [*cols, "_ts"])
     rows_duplicate = int(dups.agg(F.coalesce(F.sum("_dups"), F.lit(0))).first()[0])  # type: ignore[index]
+    # Different searches under one query_id (after de-duplication): all of them are ambiguous.
+    conflicts = (
+        distinct.where(event == "search")
+        .groupBy("query_id")
+        .count()
+        .where(F.col("count") > 1)
+        .select("query_id", F.lit(True).alias("_conflict"))
+    )
+    marked = distinct.join(conflicts, "query_id", "left")
+    conflict_rows = marked.where(F.col("_conflict") & (event == "search")).select(
+        *cols, F.lit(rules.DUPLICATE_QUERY).alias("reason")
+    )
+    distinct = marked.where(~(F.coalesce(F.col("_conflict"), F.lit(False)) & (event == "search"))).drop(
+        "_conflict"
+    )
     # Bots: whole sessions, judged on the rows that survived the row-level rules and de-duplication.
     seconds = F.col("_last").cast("double") - F.col("_first").cast("double")
     rate = F.col("_n") / (F.greatest(seconds, F.lit(1.0)) / 60.0)
@@ -209,7 +224,7 @@ def ingest_events(raw: DataFrame, offers: DataFrame, cfg: IngestSection) -> Inge
     )
     judged = distinct.drop("_n").join(bots, "session_id", "left").persist(StorageLevel.MEMORY_AND_DISK)
     bot_rows = judged.where(F.col("_bot")).select(*cols, F.lit(rules.BOT_SESSION).alias("reason"))
-    quarantined = bad_rows.unionByName(bot_rows)
+    quarantined = bad_rows.unionByName(conflict_rows).unionByName(bot_rows)
     accepted = judged.where(F.col("_bot").isNull()).select(
         *[F.col(c) if c != "ts" else F.col("_ts").alias("ts") for c in tables.EVENTS.column_names]
     )
