@@ -127,6 +127,7 @@ def test_a_killed_stage_leaves_whole_outputs_and_its_rerun_equals_a_clean_run(
     assert not (root / runlock.LOCK).exists()
     assert not (root / commit.COMMITS).exists() or not os.listdir(root / commit.COMMITS)
     for t in tables_of(stage):
-        assert len([v for v in os.listdir(root / t) if v != commit.POINTER]) <= 2, os.listdir(root / t)
+        if (root / t).exists():  # embeddings_delta exists only after an incremental update
+            assert len([v for v in os.listdir(root / t) if v != commit.POINTER]) <= 2, os.listdir(root / t)
     SURVIVED.append(f"{stage}@{point}")
     print(f"kills survived so far: {len(SURVIVED)} ({', '.join(SURVIVED)})")

@@ -61,10 +61,13 @@ def crash_point(point: str) -> None:
     if _VISITS[point] < int(nth or 1):
         return
     log.warning("RETRIEVAL_CRASH_AT=%s: killing the process group", want)
-    os.killpg(os.getpgid(0), signal.SIGKILL)
+    # the job's own group, which training processes launched in groups of their own inherit by name
+    os.killpg(int(os.environ.get("RETRIEVAL_CRASH_PGID") or os.getpgid(0)), signal.SIGKILL)
 
 
 _VISITS: dict[str, int] = {}
+if os.environ.get("RETRIEVAL_CRASH_AT") and not os.environ.get("RETRIEVAL_CRASH_PGID"):
+    os.environ["RETRIEVAL_CRASH_PGID"] = str(os.getpgid(0))  # set by the job, inherited by its children
 
 
 def new_version() -> str:
