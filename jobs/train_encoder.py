@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from retrieval import storage, tables
+from retrieval import commit, storage, tables
 from retrieval.artifacts import content_version, publish_model, run_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, runtime
@@ -54,7 +54,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         resume=rt.resume,
     )
     trained = launch(train_worker, dataclasses.asdict(args), rt)
-    data = {"examples": examples_uri.rstrip("/").rsplit("/", 1)[-1]}
+    data = {"examples": commit.version_of(examples_uri)}
     version, final = publish_model(root, "encoder", out_dir, {**described, "data_version": data})
     model = load_model(OfferTower, final)
     figures = evaluate_encoder(spark, model, pairs, features, enc.eval_queries, enc.eval_k, cfg.seed)

@@ -28,6 +28,16 @@ def _read(root: str, name: str) -> str | None:
     return None if uri is None else storage.read_text(storage.join(uri, "data.txt"))
 
 
+def _new_staged_over_old(root: str) -> commit.Transaction:
+    """Objects a and b committed as "old", and a transaction that staged "new" for both (not committed)."""
+    for name in ("a", "b"):
+        _write(root, name, "old")
+    tx = commit.Transaction(root, "stage")
+    for name in ("a", "b"):
+        storage.write_text_atomic(storage.join(tx.stage(name), "data.txt"), "new")
+    return tx
+
+
 def test_an_object_is_readable_only_once_its_pointer_is_written(tmp_path: Path) -> None:
     root = str(tmp_path)
     assert commit.resolve(root, "obj") is None
@@ -46,11 +56,7 @@ def test_a_multi_object_commit_is_seen_whole_after_a_kill_between_pointers(tmp_p
     """The intent is the commit point: a kill after it but before every pointer is flipped still
     reads as the new set, and the next writer's recover() finishes it."""
     root = str(tmp_path)
-    for name in ("a", "b"):
-        _write(root, name, "old")
-    tx = commit.Transaction(root, "stage")
-    for name in ("a", "b"):
-        storage.write_text_atomic(storage.join(tx.stage(name), "data.txt"), "new")
+    tx = _new_staged_over_old(root)
     intent = storage.join(root, commit.COMMITS, "v-test.json")
     storage.write_json_atomic(intent, {"stage": "stage", "objects": tx.staged})
     commit._write_pointer(str(tmp_path / "a"), tx.staged["a"])  # killed here: b still names "old"
@@ -63,11 +69,7 @@ def test_a_multi_object_commit_is_seen_whole_after_a_kill_between_pointers(tmp_p
 
 def test_a_kill_before_the_intent_leaves_the_previous_set(tmp_path: Path) -> None:
     root = str(tmp_path)
-    for name in ("a", "b"):
-        _write(root, name, "old")
-    tx = commit.Transaction(root, "stage")
-    for name in ("a", "b"):
-        storage.write_text_atomic(storage.join(tx.stage(name), "data.txt"), "new")
+    tx = _new_staged_over_old(root)
     assert _read(root, "a") == _read(root, "b") == "old"
     _write(root, "a", "next")  # the next writer's retention removes the dead one's version
     assert tx.staged["a"] not in os.listdir(tmp_path / "a")

@@ -70,6 +70,15 @@ if os.environ.get("RETRIEVAL_CRASH_AT") and not os.environ.get("RETRIEVAL_CRASH_
     os.environ["RETRIEVAL_CRASH_PGID"] = str(os.getpgid(0))  # set by the job, inherited by its children
 
 
+def version_of(uri: str) -> str:
+    """The version a version directory's URI names (its last segment)."""
+    return _base(uri)
+
+
+def _base(path: object) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
 def new_version() -> str:
     """A fresh version name: when it was made (to read, and to sort), and a random part (unique)."""
     return f"v{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -148,8 +157,7 @@ def _is_legacy(obj: str) -> bool:
     if not fs.exists(path) or not fs.isdir(path):
         return False
     return any(
-        info.get("type") == "file"
-        and not str(info["name"]).rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
+        info.get("type") == "file" and not _base(info["name"]).startswith((".", "_"))
         for info in fs.ls(path, detail=True)
     )
 
@@ -193,6 +201,18 @@ _ACTIVE: list[Transaction] = []
 _LOCK = threading.Lock()
 
 
+def _open(root: str) -> Transaction | None:
+    """The innermost open transaction on ``root``."""
+    with _LOCK:
+        return next((t for t in reversed(_ACTIVE) if t.root == root), None)
+
+
+def _pointed(root: str, name: str) -> str:
+    """The version ``CURRENT`` of ``name`` names ("" when none)."""
+    ptr = read_pointer(object_uri(root, name))
+    return ptr.version if ptr else ""
+
+
 @contextlib.contextmanager
 def transaction(root: str, label: str) -> Iterator[Transaction]:
     """Everything written through :func:`stage` inside the block commits together when it ends.
@@ -200,8 +220,7 @@ def transaction(root: str, label: str) -> Iterator[Transaction]:
     Nested blocks on the same root join the outer one (a stage's transaction holds the tables its
     helpers write). On an exception nothing is committed: the previous versions stay current and the
     staged directories are left for the next writer's :func:`clean`."""
-    with _LOCK:
-        outer = next((t for t in reversed(_ACTIVE) if t.root == root), None)
+    outer = _open(root)
     if outer is not None:
         yield outer
         return
@@ -219,8 +238,7 @@ def transaction(root: str, label: str) -> Iterator[Transaction]:
 def stage(root: str, name: str) -> tuple[str, Transaction | None]:
     """(a new version directory for ``name``, the transaction it belongs to, or None when no
     transaction on ``root`` is open: the caller then commits it alone with :func:`publish`)."""
-    with _LOCK:
-        tx = next((t for t in reversed(_ACTIVE) if t.root == root), None)
+    tx = _open(root)
     if tx is not None:
         return tx.stage(name), tx
     version = new_version()
@@ -231,7 +249,7 @@ def publish(root: str, name: str, version_uri: str) -> None:
     """Commits one object alone: its ``CURRENT`` names the version at ``version_uri``; then retention."""
     from retrieval import runlock
 
-    version = version_uri.rstrip("/").rsplit("/", 1)[-1]
+    version = version_of(version_uri)
     runlock.assert_held(root)
     _write_pointer(object_uri(root, name), version)
     clean(root, name)
@@ -240,12 +258,11 @@ def publish(root: str, name: str, version_uri: str) -> None:
 def register(root: str, name: str, version_uri: str) -> None:
     """The version at ``version_uri`` (from :func:`stage`) is complete: it commits with the open
     transaction on ``root``, or alone now when there is none."""
-    version = version_uri.rstrip("/").rsplit("/", 1)[-1]
-    with _LOCK:
-        tx = next((t for t in reversed(_ACTIVE) if t.root == root), None)
+    version = version_of(version_uri)
+    tx = _open(root)
     if tx is not None:
         tx.staged[name] = version
-    elif (read_pointer(object_uri(root, name)) or Pointer("")).version != version:
+    elif _pointed(root, name) != version:
         publish(root, name, version_uri)
 
 
@@ -267,7 +284,7 @@ def recover(root: str) -> int:
     for uri, objects in _intents(root):
         log.warning("finishing the commit %s that an interrupted run left pending", uri)
         for name, version in objects.items():
-            if (read_pointer(object_uri(root, name)) or Pointer("")).version != version:
+            if _pointed(root, name) != version:
                 _write_pointer(object_uri(root, name), version)
         storage.remove(uri)
         done += 1
@@ -287,14 +304,14 @@ def clean(root: str, name: str) -> list[str]:
     fs, path = storage.filesystem(obj)
     removed = []
     for child in fs.ls(path, detail=False):
-        base = str(child).rstrip("/").rsplit("/", 1)[-1]
+        base = _base(child)
         if base not in keep:
             fs.rm(child, recursive=True)
             removed.append(base)
     # the earlier layout's hidden siblings: .<name>.tmp-* and .<name>.old-*
     parent, leaf = path.rstrip("/").rsplit("/", 1)
     for child in fs.ls(parent, detail=False):
-        base = str(child).rstrip("/").rsplit("/", 1)[-1]
+        base = _base(child)
         if base.startswith((f".{leaf}.tmp-", f".{leaf}.old-")):
             fs.rm(child, recursive=True)
             removed.append(base)

@@ -228,13 +228,9 @@ def build_planned(
     factory = factory_for(n)
     trained = train_quantizer(vectors, factory, min(n, sample), seed)
     uri, _ = commits.stage(root, name)
-    manifest = write_index(vectors, uri, trained, n_shards, _version(uri), model_version, factory)
+    manifest = write_index(vectors, uri, trained, n_shards, commits.version_of(uri), model_version, factory)
     commit(root, name, uri, manifest)
     return uri, manifest
-
-
-def _version(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[-1]
 
 
 def full_build(
@@ -265,7 +261,7 @@ def full_build(
         trained = train_quantizer(embeddings, factory, ix.train_size, seed)  # a plan never asks for more
     uri, _ = commits.stage(root, INDEX)
     manifest = write_index(
-        embeddings, uri, trained, ix.shards, _version(uri), model_version, factory, ix.threads
+        embeddings, uri, trained, ix.shards, commits.version_of(uri), model_version, factory, ix.threads
     )
     manifest.plan = {"planned": not ix.factory, "reason": "index.factory" if ix.factory else plan.reason}
     if source:

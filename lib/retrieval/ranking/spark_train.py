@@ -218,7 +218,7 @@ def dnn_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
             cfg.progress_s,
             ips_feature=inputs.index("propensity") if ips else -1,
         )
-        data = {"slates": slates_dir.rstrip("/").rsplit("/", 1)[-1]}
+        data = {"slates": commit.version_of(slates_dir)}
         version, final = publish_model(root, "reranker", out_dir, {**identity, "data_version": data})
         trained[name] = {**result, "model": final, "version": version, "loss": spec.name, "ips": ips}
         scored = score_slates(

@@ -85,7 +85,7 @@ def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dic
     ``model_dir`` and ``version`` (the published ones)."""
     import dataclasses
 
-    from retrieval import storage
+    from retrieval import commit, storage
     from retrieval.artifacts import content_version, publish_model, run_dir
     from retrieval.config import runtime
     from retrieval.training.spark_launch import launch
@@ -115,7 +115,7 @@ def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dic
         resume=rt.resume,
     )
     trained = launch(train_worker, dataclasses.asdict(args), rt)
-    data = {"groups": groups.rstrip("/").rsplit("/", 1)[-1]}
+    data = {"groups": commit.version_of(groups)}
     version, final = publish_model(
         cfg.paths.root, f"visual/{variant}", out_dir, {**identity, "data_version": data}
     )
