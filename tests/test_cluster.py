@@ -284,7 +284,7 @@ def test_a_worker_lost_while_the_encoder_trains(
     try:
         deadline = time.monotonic() + 600
         while proc.poll() is None and time.monotonic() < deadline:
-            done = list(tmp_path.glob("models/encoder/*/checkpoints/epoch-*.pt"))
+            done = list(tmp_path.glob("models/encoder/runs/*/checkpoints/epoch-*.pt"))
             if len(done) >= 2:  # two epochs done, the rest to go: a worker dies now
                 standalone.kill_worker(1)
                 killed = len(done) < epochs

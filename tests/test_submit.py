@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import REPO, submit
+
+from retrieval import commit
+from retrieval.storage import local_path
 
 
 def test_help_lists_jobs_and_options() -> None:
@@ -164,7 +168,8 @@ def test_pipeline_on_the_test_config(local_pipeline: dict[str, Any]) -> None:
         "pairs",
         "listings",
     ):
-        assert (tmp_path / table / "_SUCCESS").exists(), table
+        uri = commit.resolve(str(tmp_path), table)  # each a committed version with Spark's marker
+        assert uri is not None and "/v" in uri and os.path.exists(os.path.join(local_path(uri), "_SUCCESS")), table
 
 
 def test_check_cluster_names_an_executor_with_other_libraries() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from retrieval import stage_metrics
 from retrieval.encoder.model import OfferTower
-from retrieval.training.models import load_model
+from retrieval.training.models import load_model, saved_config
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -34,8 +34,11 @@ def test_a_model_and_a_checkpoint_per_epoch_are_saved(trained: dict[str, Any]) -
     path = m["outputs"]["encoder model"]
     assert load_model(OfferTower, path).cfg.dim == trained["cfg"].encoder.dim
     epochs = trained["cfg"].encoder.epochs
-    # a checkpoint per epoch, the last two kept (KEEP_CHECKPOINTS: each holds the optimizers' state too)
-    assert sorted(os.listdir(os.path.join(path, "checkpoints"))) == [
+    # a checkpoint per epoch in the run's directory (models/encoder/runs/<config hash>), the last two
+    # kept (KEEP_CHECKPOINTS: each holds the optimizers' state too); the published weights have none
+    trained_in = saved_config(path)["provenance"]["trained_in"]
+    assert "/runs/" in trained_in and not os.path.exists(os.path.join(path, "checkpoints"))
+    assert sorted(os.listdir(os.path.join(trained_in, "checkpoints"))) == [
         f"epoch-{e:04d}.pt" for e in (epochs - 2, epochs - 1)
     ]
     assert epochs == len(m["training"]["history"])
