@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from conftest import REPO, submit
-
 from retrieval import commit
 from retrieval.storage import local_path
 
@@ -169,7 +168,9 @@ def test_pipeline_on_the_test_config(local_pipeline: dict[str, Any]) -> None:
         "listings",
     ):
         uri = commit.resolve(str(tmp_path), table)  # each a committed version with Spark's marker
-        assert uri is not None and "/v" in uri and os.path.exists(os.path.join(local_path(uri), "_SUCCESS")), table
+        assert (
+            uri is not None and "/v" in uri and os.path.exists(os.path.join(local_path(uri), "_SUCCESS"))
+        ), table
 
 
 def test_check_cluster_names_an_executor_with_other_libraries() -> None:
