@@ -146,9 +146,50 @@ def test_a_lock_whose_process_on_this_host_died_is_stale(tmp_path: Path) -> None
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    h = runlock.Holder(**_holder(host=socket.gethostname(), pid=int(dead.stdout)))  # type: ignore[arg-type]
+    here = {"host": socket.gethostname(), "pid": int(dead.stdout), "pid_namespace": runlock.pid_namespace()}
+    h = runlock.Holder(**_holder(**here))  # type: ignore[arg-type]
     assert "is gone" in runlock.is_stale(h)
     assert runlock.is_stale(runlock.Holder(**{**h.__dict__, "scheduler": True})) == ""
+    # the same host name in another pid namespace (another container): its pids are not ours to test
+    assert runlock.is_stale(runlock.Holder(**{**h.__dict__, "pid_namespace": "other-boot/4026531836"})) == ""
+
+
+def test_a_pending_intent_that_a_later_commit_passed_is_not_read(tmp_path: Path) -> None:
+    """An intent left by a kill, then a writer that committed the object without finishing it (no
+    recover): readers see the later commit, not the dead intent's older version."""
+    root = str(tmp_path)
+    tx = _new_staged_over_old(root)
+    storage.write_json_atomic(
+        storage.join(root, commit.COMMITS, f"{commit.new_version()}.json"), {"objects": tx.staged}
+    )
+    assert _read(root, "a") == "new"  # the intent is the commit point: pending is committed
+    _write(root, "a", "newer")
+    assert _read(root, "a") == "newer" and _read(root, "b") == "new"
+    assert commit.recover(root) == 1
+    assert _read(root, "a") == "newer" and _read(root, "b") == "new"
+
+
+def test_recover_leaves_a_live_processs_intent_to_it(tmp_path: Path) -> None:
+    """A parallel stage of the same run group is between its intent and its pointers: another process
+    joining the lock leaves that intent alone; once that process is gone, it finishes it."""
+    import socket
+
+    root = str(tmp_path)
+    tx = _new_staged_over_old(root)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        intent = storage.join(root, commit.COMMITS, f"{commit.new_version()}.json")
+        storage.write_json_atomic(
+            intent, {"objects": tx.staged, "host": socket.gethostname(), "pid": live.pid}
+        )
+        assert commit.recover(root) == 0 and storage.exists(intent)
+    finally:
+        live.kill()
+        live.wait()
+    assert commit.recover(root) == 1 and not storage.exists(intent)
+    for name in ("a", "b"):
+        ptr = commit.read_pointer(commit.object_uri(root, name))
+        assert ptr is not None and ptr.version == tx.staged[name] and _read(root, name) == "new"
 
 
 def test_the_same_group_joins_and_only_the_taker_releases(
@@ -219,3 +260,31 @@ def test_a_models_version_is_the_hash_of_its_weights(tmp_path: Path) -> None:
     assert v2 != v1 and d2 != d1
     again = load_model(Reranker, d1).state_dict()
     assert all(torch.equal(again[k], first[k]) for k in first)  # the old weights are untouched
+
+
+def test_model_retention_keeps_two_publishing_stages_and_what_an_index_names(tmp_path: Path) -> None:
+    """Each publishing stage records what it made; retention keeps that and the stage before's, the
+    weights a committed index was built from, and only the current run directory's checkpoints."""
+    import torch
+
+    from retrieval.artifacts import publish_model, retain_models, run_dir
+    from retrieval.ranking.dnn import Reranker, RerankerConfig
+    from retrieval.training.models import save_model
+
+    root = str(tmp_path)
+    torch.manual_seed(0)
+    model = Reranker(RerankerConfig(features=["a", "b"], hidden=8))
+    made = []
+    for i in range(4):  # four stages, each a retrain in a run directory of its own
+        with torch.no_grad():
+            next(model.parameters()).add_(0.5)
+        trained = run_dir(root, "reranker", f"cfg{i}")
+        save_model(model, trained)
+        made.append(publish_model(root, "reranker", trained, {"seed": i})[0])
+        if i == 0:  # the index is built from the first stage's weights
+            with commit.committed(root, "index") as uri:
+                storage.write_json_atomic(storage.join(uri, "manifest.json"), {"model_version": made[0]})
+        retain_models(root, "reranker", {made[-1]}, {trained})
+    left = sorted(p.name for p in (tmp_path / "models" / "reranker").iterdir())
+    assert left == sorted(["PUBLISHED", "runs", made[0], made[2], made[3]])  # made[1] is gone
+    assert [p.name for p in (tmp_path / "models" / "reranker" / "runs").iterdir()] == ["cfg3"]

@@ -87,6 +87,24 @@ def test_dry_run_ships_a_packed_environment() -> None:
     assert job_args[job_args.index("--config") + 1] == "cluster.yaml"  # shipped: named by its base name
 
 
+def test_a_cluster_mode_driver_is_given_its_run_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In cluster deploy mode the driver runs on a node without the scheduler's environment: the run
+    group goes as --run-group, so the stage joins its DAG run's lock instead of being refused."""
+    import shlex
+
+    args = ("--dry-run", "ingest", "--config", "conf/cluster.yaml", "--set", "paths.root=s3a://b/r")
+    group = {"RETRIEVAL_RUN_GROUP": "weekly.scheduled__2026-12-06"}
+    cluster = shlex.split(submit(*args, "--set", "spark.deploy_mode=cluster", env=group).stdout)
+    assert cluster[-2:] == ["--run-group", "weekly.scheduled__2026-12-06"]
+    client = shlex.split(submit(*args, env=group).stdout)
+    assert "--run-group" not in client  # the driver runs here and inherits the environment
+    from retrieval.cli import load_config
+
+    monkeypatch.delenv("RETRIEVAL_RUN_GROUP", raising=False)  # restored after the test
+    load_config("ingest", None, ["--run-group", "weekly-1"])
+    assert os.environ["RETRIEVAL_RUN_GROUP"] == "weekly-1"
+
+
 def test_dry_run_for_remote_masters() -> None:
     """What a real cluster needs beside the local case: GPUs only for the stages that use them, the
     zip on the executors' PYTHONPATH (training processes import from it), no path of this machine's

@@ -131,3 +131,32 @@ def test_an_incremental_update_refuses_vectors_of_other_weights(spark: Any) -> N
         ConfigError, match="cannot mix models; run embed_offers, build_index and precompute_recs in full"
     ):
         require_model(emb, "wfedcba987654")
+
+
+def test_a_stage_run_inside_another_commits_with_its_own_metrics(spark: Any, tmp_path: Path) -> None:
+    """cli.ensure_stage runs a stage inside another: the inner stage's outputs commit when it ends,
+    with the metrics it writes then, so an outer stage that fails after it leaves no metrics that name
+    uncommitted outputs (and commits none of its own)."""
+    from conftest import make_config
+    from retrieval import commit, stage_metrics
+    from retrieval.cli import run_stage
+
+    root = str(tmp_path)
+    cfg = make_config(root, "tracking.enabled=false")
+
+    def inner(spark: Any, cfg: Any) -> dict[str, Any]:
+        write_table(spark.createDataFrame([(1, "inner")], TINY.ddl()), root, TINY)
+        return {"rows_out": 1}
+
+    def outer(spark: Any, cfg: Any) -> dict[str, Any]:
+        run_stage(spark, cfg, "inner", inner)
+        write_table(
+            spark.createDataFrame([(2, "outer")], TINY.ddl()), root, tables.Contract("o", TINY.columns, "t")
+        )
+        raise RuntimeError("the outer stage fails after the inner one ran")
+
+    with pytest.raises(RuntimeError):
+        run_stage(spark, cfg, "outer", outer)
+    assert read_table(spark, root, TINY).collect() == [(1, "inner")]
+    assert stage_metrics.read_stage_metrics(root, "inner")["rows_out"] == 1
+    assert commit.resolve(root, "o") is None

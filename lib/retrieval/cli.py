@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,12 @@ def parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config value (repeatable), e.g. --set synth.sessions=100000",
     )
+    p.add_argument(
+        "--run-group",
+        metavar="ID",
+        help=f"the run group whose lock this run joins (default: ${runlock.GROUP_ENV}; submit.sh passes it "
+        "to a driver in cluster deploy mode, where the environment does not follow)",
+    )
     return p
 
 
@@ -70,7 +77,7 @@ def run_stage(
     spark.sparkContext.setJobGroup(stage, f"stage {stage}")
     tracker = tracker or Tracker(cfg)
     try:
-        with stage_metrics.timed() as t, writing(cfg), commit.transaction(cfg.paths.root, stage):
+        with stage_metrics.timed() as t, writing(cfg), commit.transaction(cfg.paths.root, stage, join=False):
             result = run(spark, cfg)
     except Exception as e:
         tracker.log_failure(stage, e)
@@ -86,9 +93,8 @@ def run_stage(
 def writing(cfg: config.Config) -> Iterator[None]:
     """Holds the lock of ``paths.root`` for the block (re-entrant: a pipeline holds it across its
     stages), and first finishes any commit a killed run left pending."""
-    with runlock.hold(cfg.paths.root, cfg.paths.lock_stale_seconds) as held:
-        if held.took:
-            commit.recover(cfg.paths.root)
+    with runlock.hold(cfg.paths.root, cfg.paths.lock_stale_seconds):
+        commit.recover(cfg.paths.root)  # taken or joined (a scheduler's run group took it)
         yield
 
 
@@ -141,6 +147,8 @@ def load_config(
     if add_arguments is not None:
         add_arguments(p)
     args = p.parse_args(argv)
+    if args.run_group:
+        os.environ[runlock.GROUP_ENV] = args.run_group
     try:
         return config.load(args.config, args.set), args.config, args
     except config.ConfigError as e:

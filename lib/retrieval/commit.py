@@ -31,13 +31,15 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from retrieval import storage
+from retrieval import runlock, storage
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,16 @@ def _base(path: object) -> str:
 
 
 def new_version() -> str:
-    """A fresh version name: when it was made (to read, and to sort), and a random part (unique)."""
-    return f"v{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """A fresh version name: when it was made, to the millisecond (to read, and to sort: an object's
+    versions commit in the order they were made, one writer per root), and a random part (unique)."""
+    now = datetime.now(UTC)
+    return f"v{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}-{uuid.uuid4().hex[:8]}"
+
+
+def _newer(version: str, ptr: Pointer | None) -> bool:
+    """Whether a pending intent's ``version`` is newer than what ``CURRENT`` names: not yet pointed
+    at (the intent is still to finish), rather than committed and since replaced."""
+    return ptr is None or version > ptr.version
 
 
 def object_uri(root: str, name: str) -> str:
@@ -113,15 +123,22 @@ def _write_pointer(obj: str, version: str) -> None:
     storage.write_text_atomic(storage.join(obj, POINTER), f"{version}\n{previous}\n")
 
 
-def _intents(root: str) -> list[tuple[str, dict[str, str]]]:
-    """The pending multi-object commits under ``root``, oldest first: (intent uri, {name: version})."""
+def _intents(root: str) -> list[tuple[str, dict[str, Any]]]:
+    """The pending multi-object commits under ``root``, oldest first: (intent uri, its JSON)."""
     out = []
     for uri in storage.list_files(storage.join(root, COMMITS), ".json"):
         try:
-            out.append((uri, dict(storage.read_json(uri)["objects"])))
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            continue  # removed as we listed, or not ours: an intent is written atomically or not at all
+            data = storage.read_json(uri)
+            if isinstance(data, dict) and isinstance(data.get("objects"), dict):
+                out.append((uri, data))
+        except (FileNotFoundError, ValueError):
+            continue  # removed as we listed: an intent is written atomically or not at all
     return out
+
+
+def _pending(root: str, name: str, ptr: Pointer | None) -> list[str]:
+    """The versions of ``name`` that pending intents name and ``CURRENT`` has not yet reached."""
+    return [v for _, data in _intents(root) if _newer(v := str(data["objects"].get(name, "")), ptr) and v]
 
 
 def current(root: str, name: str) -> str | None:
@@ -130,10 +147,10 @@ def current(root: str, name: str) -> str | None:
     for tx in reversed(_ACTIVE):
         if tx.root == root and name in tx.staged:
             return tx.staged[name]
-    pending = [objs[name] for _, objs in _intents(root) if name in objs]
-    if pending:
-        return pending[-1]
     ptr = read_pointer(object_uri(root, name))
+    pending = _pending(root, name, ptr)
+    if pending:
+        return max(pending)
     return ptr.version if ptr else None
 
 
@@ -179,14 +196,20 @@ class Transaction:
     def commit(self) -> None:
         if not self.staged:
             return
-        from retrieval import runlock
-
         crash_point("before_commit")
         runlock.assert_held(self.root)
         intent = None
         if len(self.staged) > 1:
             intent = storage.join(self.root, COMMITS, f"{new_version()}.json")
-            storage.write_json_atomic(intent, {"stage": self.label, "objects": self.staged})
+            storage.write_json_atomic(
+                intent,
+                {
+                    "stage": self.label,
+                    "objects": self.staged,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                },
+            )
             crash_point("after_intent")
         for name, version in self.staged.items():
             _write_pointer(object_uri(self.root, name), version)
@@ -214,14 +237,16 @@ def _pointed(root: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def transaction(root: str, label: str) -> Iterator[Transaction]:
+def transaction(root: str, label: str, join: bool = True) -> Iterator[Transaction]:
     """Everything written through :func:`stage` inside the block commits together when it ends.
 
     Nested blocks on the same root join the outer one (a stage's transaction holds the tables its
-    helpers write). On an exception nothing is committed: the previous versions stay current and the
-    staged directories are left for the next writer's :func:`clean`."""
+    helpers write), unless ``join`` is False: a stage run inside another (``cli.ensure_stage``) commits
+    on its own when it ends, with the metrics it writes then. On an exception nothing is committed: the
+    previous versions stay current and the staged directories are left for the next writer's
+    :func:`clean`."""
     outer = _open(root)
-    if outer is not None:
+    if outer is not None and join:
         yield outer
         return
     tx = Transaction(root, label)
@@ -247,8 +272,6 @@ def stage(root: str, name: str) -> tuple[str, Transaction | None]:
 
 def publish(root: str, name: str, version_uri: str) -> None:
     """Commits one object alone: its ``CURRENT`` names the version at ``version_uri``; then retention."""
-    from retrieval import runlock
-
     version = version_of(version_uri)
     runlock.assert_held(root)
     _write_pointer(object_uri(root, name), version)
@@ -278,14 +301,28 @@ def committed(root: str, name: str) -> Iterator[str]:
 
 def recover(root: str) -> int:
     """Rolls forward the multi-object commits a killed writer left pending (their intent was written,
-    so they are committed): every ``CURRENT`` they name, then the intent goes. Run by a writer holding
-    the root's lock. Returns how many it finished."""
+    so they are committed): every ``CURRENT`` they name that has not moved past it, then the intent
+    goes. Run by every process that holds or joins the root's lock, before it writes; an intent of a
+    live process on this host (a parallel stage of the same run group, committing now) is its own to
+    finish. Finishing one twice is harmless: the same pointers are written. Returns how many it
+    finished."""
     done = 0
-    for uri, objects in _intents(root):
-        log.warning("finishing the commit %s that an interrupted run left pending", uri)
-        for name, version in objects.items():
-            if _pointed(root, name) != version:
-                _write_pointer(object_uri(root, name), version)
+    for uri, data in _intents(root):
+        host, pid = data.get("host"), data.get("pid")
+        if (
+            host == socket.gethostname()
+            and isinstance(pid, int)
+            and pid != os.getpid()
+            and runlock.pid_alive(pid)
+        ):
+            continue
+        log.warning(
+            "finishing the commit %s that an interrupted run (%s) left pending", uri, data.get("stage")
+        )
+        for name, version in data["objects"].items():
+            obj = object_uri(root, name)
+            if _newer(str(version), read_pointer(obj)):
+                _write_pointer(obj, str(version))
         storage.remove(uri)
         done += 1
     return done
@@ -299,8 +336,7 @@ def clean(root: str, name: str) -> list[str]:
     ptr = read_pointer(obj)
     if ptr is None:
         return []
-    pending = {objs[name] for _, objs in _intents(root) if name in objs}
-    keep = {ptr.version, ptr.previous, *pending, *_RESERVED} - {""}
+    keep = {ptr.version, ptr.previous, *_pending(root, name, ptr), *_RESERVED} - {""}
     fs, path = storage.filesystem(obj)
     removed = []
     for child in fs.ls(path, detail=False):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -57,6 +58,7 @@ class Holder:
     stale_seconds: float
     token: str
     scheduler: bool = False  # taken by a scheduler's command: its pid says nothing about the group
+    pid_namespace: str = ""  # the pid's namespace (containers on one host name share no pids)
 
     def describe(self, now: float | None = None) -> str:
         age = (now or time.time()) - self.heartbeat
@@ -86,7 +88,19 @@ def read_holder(root: str) -> Holder | None:
         ) from None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_namespace() -> str:
+    """This process's pid namespace and boot ("" where the system does not say): a pid means the same
+    process only within one."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host is alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -101,7 +115,8 @@ def is_stale(h: Holder, now: float | None = None) -> str:
     now = now or time.time()
     if now - h.heartbeat > h.stale_seconds:
         return f"no heartbeat for {now - h.heartbeat:.0f} s (stale after {h.stale_seconds:.0f} s)"
-    if not h.scheduler and h.host == socket.gethostname() and not _pid_alive(h.pid):
+    same_host = h.host == socket.gethostname() and h.pid_namespace == pid_namespace()
+    if not h.scheduler and same_host and not pid_alive(h.pid):
         return f"its process {h.pid} on this host is gone"
     return ""
 
@@ -134,6 +149,26 @@ def _write(root: str, h: Holder) -> None:
     storage.write_text_atomic(lock_uri(root), json.dumps(asdict(h), indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def _mutex(root: str) -> Iterator[None]:
+    """Serialises the lock file's read-then-write changes (renew, take over, release) between the
+    processes that share a POSIX filesystem (``flock`` on ``<root>/_lock.mutex``): a heartbeat cannot
+    write back a lock another group took over meanwhile, nor two takers both remove a stale lock. On
+    object stores there is no such primitive (the limit in the module's docstring)."""
+    uri = lock_uri(root)
+    if not storage.is_local(uri):
+        yield
+        return
+    path = storage.local_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path[: -len('.json')]}.mutex", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @dataclass
 class Held:
     """A lock this process holds (``took``: it took it, and releases it) or joined."""
@@ -145,12 +180,15 @@ class Held:
 
     def renew(self) -> None:
         """A heartbeat, unless the lock is no longer this group's (then it is left alone)."""
-        now = read_holder(self.root)
-        if now is None or now.token != self.holder.token:
-            log.error("the lock of %s is no longer this run's (now %s)", self.root, now and now.describe())
-            return
-        now.heartbeat = time.time()
-        _write(self.root, now)
+        with _mutex(self.root):
+            now = read_holder(self.root)
+            if now is None or now.token != self.holder.token:
+                log.error(
+                    "the lock of %s is no longer this run's (now %s)", self.root, now and now.describe()
+                )
+                return
+            now.heartbeat = time.time()
+            _write(self.root, now)
 
 
 _HELD: dict[str, Held] = {}
@@ -176,8 +214,12 @@ def acquire(root: str, stale_seconds: float = 300.0, scheduler: bool = False) ->
                     f"root at a time. Wait for it to finish, or use another paths.root. "
                     f"(Lock file {lock_uri(root)}; it is taken over once stale.)"
                 )
-            log.warning("taking over the stale lock of %s: %s was %s", root, h.describe(), why)
-            storage.remove(lock_uri(root))
+            with _mutex(root):
+                again = read_holder(root)
+                if again is None or again.token != h.token:
+                    continue  # it changed hands meanwhile: look again
+                log.warning("taking over the stale lock of %s: %s was %s", root, h.describe(), why)
+                storage.remove(lock_uri(root))
         mine = Holder(
             group=g,
             host=socket.gethostname(),
@@ -187,6 +229,7 @@ def acquire(root: str, stale_seconds: float = 300.0, scheduler: bool = False) ->
             stale_seconds=float(stale_seconds),
             token=uuid.uuid4().hex,
             scheduler=scheduler,
+            pid_namespace=pid_namespace(),
         )
         if _create(root, mine):
             return Held(root, mine, took=True)
@@ -197,9 +240,10 @@ def release(held: Held) -> None:
     """Removes the lock if this process took it and it is still its own."""
     if not held.took:
         return
-    now = read_holder(held.root)
-    if now is not None and now.token == held.holder.token:
-        storage.remove(lock_uri(held.root))
+    with _mutex(held.root):
+        now = read_holder(held.root)
+        if now is not None and now.token == held.holder.token:
+            storage.remove(lock_uri(held.root))
 
 
 @contextlib.contextmanager
@@ -267,14 +311,19 @@ def command(action: str, root: str, stale_seconds: float = 6 * 3600.0) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         held.renew()
+        from retrieval import commit
+
+        commit.recover(root)  # what a killed run left pending, before the group's first stage
         print(f"{root}: held by run group {group()}")
         return 0
-    h = read_holder(root)
-    if h is not None and h.group == group():
-        storage.remove(lock_uri(root))
-        print(f"{root}: released by run group {group()}")
-    else:
-        print(f"{root}: not held by run group {group()}; nothing to release")
+    with _mutex(root):
+        h = read_holder(root)
+        mine = h is not None and h.group == group()
+        if mine:
+            storage.remove(lock_uri(root))
+    print(
+        f"{root}: {'released' if mine else 'not held'} by run group {group()}{'' if mine else '; nothing to release'}"
+    )
     return 0
 
 

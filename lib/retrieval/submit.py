@@ -18,7 +18,7 @@ import sys
 import zipfile
 from collections.abc import Sequence
 
-from retrieval import config, storage
+from retrieval import config, runlock, storage
 from retrieval.spark import LOG4J_CONFIG, is_local_master, local_dirs, spark_conf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
@@ -154,6 +154,9 @@ def command(job: str, job_args: Sequence[str], cfg: config.Config, config_file: 
             shipped if a == config_file else f"--config={shipped}" if a == f"--config={config_file}" else a
             for a in args
         ]
+    if s.deploy_mode == "cluster" and os.environ.get(runlock.GROUP_ENV):
+        # the driver runs on a node, without this environment: its run group goes as an argument
+        args += ["--run-group", os.environ[runlock.GROUP_ENV]]
     cmd += [os.path.join(JOBS_DIR, f"{job}.py"), *args]
     return cmd
 
