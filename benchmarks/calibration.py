@@ -34,18 +34,18 @@ def synthetic_log(root: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    for name in ("events", "offers"):
-        if not os.path.isdir(os.path.join(root, name)):
-            raise SystemExit(
-                f"{root}/{name} not found: run ./submit.sh pipeline --only generate,ingest first"
-            )
-    ev = ds.dataset(os.path.join(root, "events"), format="parquet").to_table(
+    from retrieval import tables
+    from retrieval.storage import local_path
+
+    try:
+        where = {name: local_path(tables.path(root, name)) for name in ("events", "offers")}
+    except FileNotFoundError as e:
+        raise SystemExit(f"{e}: run ./submit.sh pipeline --only generate,ingest first") from None
+    ev = ds.dataset(where["events"], format="parquet").to_table(
         columns=["session_id", "ts", "event", "offer_id"],
         filter=pc.field("event").isin(["view", "click"]) & pc.field("offer_id").is_valid(),
     )
-    offers = ds.dataset(os.path.join(root, "offers"), format="parquet").to_table(
-        columns=["offer_id", "category_id"]
-    )
+    offers = ds.dataset(where["offers"], format="parquet").to_table(columns=["offer_id", "category_id"])
     df = ev.to_pandas().merge(offers.to_pandas(), on="offer_id", how="left")
     df = df.sort_values(["session_id", "ts"], kind="stable")
     cats = df["category_id"].fillna(-1).astype(np.int64).to_numpy()

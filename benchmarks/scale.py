@@ -243,8 +243,16 @@ def table_rows(root: str, name: str) -> int:
 
 
 def path_bytes(root: str, name: str) -> int:
+    """Bytes of the committed version of table ``name`` (not the one kept before it)."""
+    from retrieval import tables
+    from retrieval.storage import local_path
+
+    try:
+        where = local_path(tables.path(root, name))
+    except FileNotFoundError:
+        return 0
     total = 0
-    for dirpath, _, filenames in os.walk(os.path.join(root, name)):
+    for dirpath, _, filenames in os.walk(where):
         total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames)
     return total
 
@@ -361,8 +369,12 @@ def compare_recs(a_root: str, b_root: str) -> dict[str, Any]:
     """How many carousels of the incremental run differ from the rebuild's (scores within 1e-4)."""
     import pyarrow.dataset as ds
 
+    from retrieval import tables
+    from retrieval.storage import local_path
+
     def recs(root: str) -> dict[int, list[float]]:
-        t = ds.dataset(os.path.join(root, "recs"), format="parquet").to_table(columns=["offer_id", "recs"])
+        where = local_path(tables.path(root, "recs"))
+        t = ds.dataset(where, format="parquet").to_table(columns=["offer_id", "recs"])
         return {
             int(o): [x["score"] for x in r]
             for o, r in zip(t["offer_id"].to_pylist(), t["recs"].to_pylist(), strict=True)

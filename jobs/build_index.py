@@ -20,7 +20,8 @@ from typing import Any
 
 from retrieval import tables
 from retrieval.cli import job_main
-from retrieval.config import Config
+from retrieval.config import Config, ConfigError
+from retrieval.encoder.spark_embed import mixed_models
 from retrieval.index import spark_build
 from retrieval.index.spark_index import INDEX, current, single_model_version
 from retrieval.spark_tables import read_table
@@ -32,6 +33,10 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     model_version = single_model_version(embeddings)
     if mode == "incremental":
         uri, live = current(root)
+        if live.model_version != model_version:  # the delta's vectors would not share the live space
+            raise ConfigError(
+                mixed_models(f"the live index's vectors ({uri})", live.model_version, model_version)
+            )
         delta = read_table(spark, root, tables.EMBEDDINGS_DELTA)
         manifest = spark_build.add_delta(delta, uri, live, cfg.recs.since, ix.threads)
     else:

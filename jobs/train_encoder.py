@@ -17,7 +17,7 @@ import dataclasses
 from typing import Any
 
 from retrieval import commit, storage, tables
-from retrieval.artifacts import content_version, publish_model, run_dir
+from retrieval.artifacts import content_version, publish_model, retain_models, run_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, runtime
 from retrieval.encoder.model import OfferTower, TowerConfig
@@ -56,6 +56,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     trained = launch(train_worker, dataclasses.asdict(args), rt)
     data = {"examples": commit.version_of(examples_uri)}
     version, final = publish_model(root, "encoder", out_dir, {**described, "data_version": data})
+    retain_models(root, "encoder", {version}, {out_dir})
     model = load_model(OfferTower, final)
     figures = evaluate_encoder(spark, model, pairs, features, enc.eval_queries, enc.eval_k, cfg.seed)
     metrics = encoder_metrics(figures, trained, n_examples, version, rt.feed)

@@ -4,10 +4,10 @@ metrics key by key, with what differs between runs by design left out.
     .venv/bin/python scripts/compare_runs.py ROOT_A ROOT_B [--tables-only | --metrics-only] [--json OUT]
 
 Tables: every parquet table directory found under both roots (a ``_SUCCESS`` marker), read with
-pyarrow, its rows sorted, compared whole, with 12-hex-digit version ids (``model_version``) masked;
+pyarrow, its rows sorted, compared whole, with version ids (``model_version``, committed versions' names) masked;
 a quarantine table without its when-quarantined ``ts``.
 Metrics: ``_metrics/<stage>.json`` flattened to dotted keys, without timings (``seconds``, ``*_s``,
-``*_per_s``), file locations and tracking ids, with the roots' paths and 12-hex-digit version ids
+``*_per_s``), file locations and tracking ids, with the roots' paths and version ids
 masked; numbers compared exactly. It prints a line per table and per stage, and every differing
 metric with both values, so a person can tell a real change from training noise.
 """
@@ -22,7 +22,12 @@ import re
 import sys
 from typing import Any
 
-VERSION = re.compile(r"\b[0-9a-f]{12}\b")
+from retrieval import commit
+from retrieval.storage import local_path
+from retrieval.tables import path as tables_path
+
+# a config hash or weights version (12 hex digits, ``w``-prefixed) or a committed version's name
+VERSION = re.compile(r"\bw?[0-9a-f]{12}\b|\bv[0-9]{8}T[0-9]{6}(\.[0-9]{3})?-[0-9a-f]{8}\b")
 RATE = re.compile(r"[0-9][0-9,.]* ([a-z ]+)/s")  # a throughput in a summary line
 TIMING = re.compile(r"(^|\.)(seconds|[a-z_]*_s|[a-z_]*_per_s|seconds_per_method|xgb_seconds|wall_s)(\.|$)")
 WHERE = {
@@ -45,14 +50,19 @@ def tables(root: str) -> list[str]:
         skip = {"mlartifacts", "models", "index", "visual_index"}
         dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")) and d not in skip)
         if "_SUCCESS" in filenames and any(f.endswith(".parquet") for f in filenames):
-            out.append(os.path.relpath(dirpath, root))
+            parent, version = os.path.split(dirpath)
+            ptr = commit.read_pointer(parent)
+            if ptr is None:
+                out.append(os.path.relpath(dirpath, root))  # the layout before versions
+            elif ptr.version == version:
+                out.append(os.path.relpath(parent, root))  # the committed version (not the one before)
     return sorted(out)
 
 
 def rows(root: str, name: str) -> list[tuple[Any, ...]]:
     import pyarrow.dataset as ds
 
-    table = ds.dataset(os.path.join(root, name), format="parquet").to_table()
+    table = ds.dataset(local_path(tables_path(root, name)), format="parquet").to_table()
     if name.startswith(("quarantine/", "visual/quarantine")) and "ts" in table.column_names:
         table = table.drop(["ts"])
     cols = sorted(table.column_names)

@@ -453,7 +453,15 @@ def test_the_petastorm_feed_never_unpickles_a_planted_common_metadata(tmp_path: 
 
 
 def test_a_quantizer_given_by_path_is_checked_before_use() -> None:
+    """A trained, empty, inner-product index of the embeddings' dimension that stores ids, and of the
+    checksum given: anything else is refused naming the file."""
+    import faiss
+
     from retrieval.index import shards
+
+    def _trained(index: Any) -> bytes:
+        index.train(np.random.default_rng(1).normal(size=(400, 8)).astype(np.float32))
+        return shards.to_bytes(index)
 
     rng = np.random.default_rng(0)
     good = shards.train_index(rng.normal(size=(400, 8)).astype(np.float32), "IVF4,Flat")
@@ -464,6 +472,9 @@ def test_a_quantizer_given_by_path_is_checked_before_use() -> None:
         (good, 8, "0" * 64, "is not index.quantizer_sha256"),
         (b"not an index at all", 8, "", "not a faiss index"),
         (full, 8, "", "must be trained and empty"),
+        (shards.to_bytes(faiss.index_factory(8, "IVF4,Flat")), 8, "", "must be trained and empty"),
+        (_trained(faiss.index_factory(8, "IVF4,Flat")), 8, "", "its metric is L2"),  # the default metric
+        (_trained(faiss.index_factory(8, "Flat", faiss.METRIC_INNER_PRODUCT)), 8, "", "stores no offer ids"),
     ]
     for data, dim, sha, message in cases:
         with pytest.raises(ConfigError, match=message):

@@ -330,6 +330,15 @@ def test_incremental_update_then_compaction_equals_a_full_rebuild(
     (di, ii), (df, if_) = search_all(ui, mi), search_all(uf, mf)
     assert np.allclose(di, df, atol=1e-5) and ((ii == if_) | np.isclose(di, df, atol=1e-5)).all()
 
+    # vectors of other weights cannot join the live index as a delta: refused, the index unchanged
+    from retrieval.config import ConfigError
+
+    other = read_table(spark, str(inc), tables.EMBEDDINGS).withColumn("model_version", F.lit("wfedcba987654"))
+    write_table(other, str(inc), tables.EMBEDDINGS)
+    with pytest.raises(ConfigError, match=r"live index's vectors .* cannot mix models"):
+        _stage(spark, cfg_inc, "build_index")
+    assert current(str(inc)) == (ui, mi)
+
 
 def test_the_planned_index_follows_the_catalogue() -> None:
     from retrieval.index.planning import choose_nprobe, nprobe_candidates, plan_index

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from retrieval import storage
@@ -63,13 +64,71 @@ def publish_model(root: str, name: str, trained_dir: str, provenance: dict[str, 
 
     version = weights_version(trained_dir)
     out = storage.absolute(model_dir(root, name, version))
-    if storage.exists(storage.join(out, "config.json")):
-        return version, out
-    for f in storage.list_files(trained_dir, ".pt"):
-        storage.write_bytes_atomic(storage.join(out, f.rsplit("/", 1)[-1]), storage.read_bytes(f))
-    config = {**saved_config(trained_dir), "provenance": {**provenance, "trained_in": trained_dir}}
-    storage.write_json_atomic(storage.join(out, "config.json"), config)
+    if not storage.exists(storage.join(out, "config.json")):
+        for f in storage.list_files(trained_dir, ".pt"):
+            storage.write_bytes_atomic(storage.join(out, f.rsplit("/", 1)[-1]), storage.read_bytes(f))
+        published = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        config = {
+            **saved_config(trained_dir),
+            "provenance": {**provenance, "trained_in": trained_dir, "published": published},
+        }
+        storage.write_json_atomic(storage.join(out, "config.json"), config)
     return version, out
+
+
+PUBLISHED = "PUBLISHED"  # models/<name>/PUBLISHED: the versions the last two publishing stages made
+
+
+def retain_models(root: str, name: str, versions: set[str], runs: set[str]) -> list[str]:
+    """Retention of ``models/<name>/`` after a stage published ``versions`` from run directories
+    ``runs``, like a table's (the committed version and the one before): keeps what this stage and the
+    stage before it published (recorded in ``PUBLISHED``), every version a committed index names
+    (``index``'s and ``visual_index``'s current and previous manifests: a query tower at serving time
+    needs the weights that made the vectors), and this stage's run directories (the others'
+    checkpoints, ~3x a model each, resume nothing any more). Returns what it removed."""
+    base = storage.join(root, "models", name)
+    fs, path = storage.filesystem(base)
+    if not fs.exists(path):
+        return []
+    record = storage.join(base, PUBLISHED)
+    try:
+        before = list(storage.read_json(record).get("current", []))
+    except (FileNotFoundError, ValueError, AttributeError):
+        before = []
+    storage.write_json_atomic(record, {"current": sorted(versions), "previous": before})
+    keep = {*versions, *before, *models_in_use(root)}
+    removed = [
+        _leaf(c) for c in fs.ls(path, detail=False) if _leaf(c).startswith("w") and _leaf(c) not in keep
+    ]
+    runs_path = storage.filesystem(storage.join(base, "runs"))[1]
+    if fs.exists(runs_path):
+        mine = {_leaf(r) for r in runs}
+        removed += [f"runs/{_leaf(c)}" for c in fs.ls(runs_path, detail=False) if _leaf(c) not in mine]
+    for rel in removed:
+        storage.remove_tree(storage.join(base, rel))
+    return removed
+
+
+def models_in_use(root: str) -> set[str]:
+    """The model versions that the committed (and previous) versions of the indices were built from."""
+    from retrieval import commit
+    from retrieval.index.shards import MANIFEST
+
+    out = set()
+    for index in ("index", "visual_index"):
+        ptr = commit.read_pointer(commit.object_uri(root, index))
+        for v in (ptr.version, ptr.previous) if ptr else ():
+            try:
+                manifest = storage.read_json(storage.join(commit.object_uri(root, index), v, MANIFEST))
+            except (FileNotFoundError, ValueError):
+                continue
+            if isinstance(manifest, dict) and manifest.get("model_version"):
+                out.add(str(manifest["model_version"]))
+    return out
+
+
+def _leaf(path: str) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
 
 
 def save_json_model(root: str, name: str, payload: dict[str, Any], filename: str = "model.json") -> str:

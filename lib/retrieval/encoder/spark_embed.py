@@ -106,10 +106,15 @@ def require_model(embeddings: DataFrame, version: str) -> None:
         r["model_version"] for r in embeddings.select("model_version").distinct().limit(2).collect()
     ]
     if old_versions and old_versions != [version]:
-        raise ConfigError(
-            f"embeddings were made by model {old_versions}, not {version}: an incremental update cannot mix "
-            "models; run embed_offers, build_index and precompute_recs in full mode"
-        )
+        raise ConfigError(mixed_models("embeddings", old_versions, version))
+
+
+def mixed_models(what: str, made_by: object, version: str) -> str:
+    """The message of an incremental update refused because ``what`` was made by another model."""
+    return (
+        f"{what} were made by model {made_by}, not {version}: an incremental update cannot mix "
+        "models; run embed_offers, build_index and precompute_recs in full mode"
+    )
 
 
 def apply_delta(embeddings: DataFrame, delta: DataFrame) -> DataFrame:

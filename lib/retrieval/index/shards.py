@@ -92,7 +92,29 @@ def check_quantizer(data: bytes, source: str, dim: int, sha256: str = "") -> Any
         )
     if index.d != dim:
         raise QuantizerError(f"{source}: a {index.d}-d quantizer for {dim}-d embeddings")
+    faiss = _faiss()
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise QuantizerError(
+            f"{source}: its metric is {_METRICS.get(index.metric_type, index.metric_type)}; embeddings are "
+            "unit vectors compared by inner product (build it with faiss.METRIC_INNER_PRODUCT)"
+        )
+    if faiss.try_extract_index_ivf(index) is None and not isinstance(
+        index, (faiss.IndexIDMap, faiss.IndexIDMap2)
+    ):
+        raise QuantizerError(
+            f"{source}: a {type(index).__name__} stores no offer ids (wrap it: IDMap2,<factory>)"
+        )
     return index
+
+
+def describe(index: Any) -> str:
+    """What a given index is, for the manifest (faiss has no factory string of an index): its class,
+    and its number of lists when it is an IVF."""
+    ivf = _faiss().try_extract_index_ivf(index)
+    return f"{type(index).__name__}" + (f"(nlist={ivf.nlist})" if ivf is not None else "")
+
+
+_METRICS = {0: "inner product", 1: "L2"}
 
 
 def to_bytes(index: Any) -> bytes:

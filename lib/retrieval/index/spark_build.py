@@ -89,8 +89,10 @@ def commit(root: str, name: str, index_uri: str, manifest: shards.Manifest) -> N
     rewrites the live version's manifest in place (its delta shards have new names): that one atomic
     write is its commit."""
     from retrieval import commit as commits
+    from retrieval import runlock
 
     commits.crash_point("after_data")
+    runlock.assert_held(root)  # an incremental generation's manifest write is its commit: fenced too
     storage.write_json_atomic(storage.join(index_uri, shards.MANIFEST), manifest.to_dict())
     commits.crash_point("between_manifest_and_pointer")
     commits.register(root, name, index_uri)
@@ -256,7 +258,8 @@ def full_build(
         source = f"compacted from {old.version} (generation {old.generation})"
     elif ix.quantizer:
         trained = storage.read_bytes(ix.quantizer)
-        shards.check_quantizer(trained, ix.quantizer, dim, ix.quantizer_sha256)
+        given = shards.check_quantizer(trained, ix.quantizer, dim, ix.quantizer_sha256)
+        factory = ix.factory or f"{shards.describe(given)} given as index.quantizer"
     else:
         trained = train_quantizer(embeddings, factory, ix.train_size, seed)  # a plan never asks for more
     uri, _ = commits.stage(root, INDEX)

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from retrieval import commit, storage, tables
-from retrieval.artifacts import content_version, publish_model, run_dir
+from retrieval.artifacts import content_version, publish_model, retain_models, run_dir
 from retrieval.config import Config, runtime
 from retrieval.ranking.spark_ranker import (
     BASELINES,
@@ -201,11 +201,13 @@ def dnn_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     if rk.dnn_ips and rk.ablate_ips:
         runs.append((f"dnn_{rk.losses[0].name}_no_ips", rk.losses[0], False))
     trained: dict[str, Any] = {}
+    run_dirs: list[str] = []
     scored = read_table(spark, root, tables.RANKER_TEST_SLATES)
     for name, spec, ips in runs:
         described = {"reranker": model, "loss": dataclasses.asdict(spec), "ips": ips, "slates": n_slates}
         identity = {**described, "ranker": dataclasses.asdict(rk), "seed": cfg.seed}
         out_dir = storage.absolute(run_dir(root, "reranker", content_version(identity)))
+        run_dirs.append(out_dir)
         result = fit_reranker(
             slates_dir,
             out_dir,
@@ -224,6 +226,7 @@ def dnn_stage(spark: SparkSession, cfg: Config) -> dict[str, Any]:
         scored = score_slates(
             scored, broadcast_model(spark, load_model(Reranker, final)), name, rk.rerank_k, 1
         )
+    retain_models(root, "reranker", {t["version"] for t in trained.values()}, set(run_dirs))
     uri = write_table(scored, root, tables.RANKER_TEST_SCORED)
     return {"dnn": trained, "outputs": {"ranker/test_scored": uri}}
 

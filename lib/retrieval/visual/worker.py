@@ -86,7 +86,7 @@ def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dic
     import dataclasses
 
     from retrieval import commit, storage
-    from retrieval.artifacts import content_version, publish_model, run_dir
+    from retrieval.artifacts import content_version, publish_model, retain_models, run_dir
     from retrieval.config import runtime
     from retrieval.training.spark_launch import launch
     from retrieval.visual.model import ImageEncoderConfig
@@ -119,4 +119,5 @@ def fit_image_encoder(cfg: Any, variant: str, groups: str, n_groups: int) -> dic
     version, final = publish_model(
         cfg.paths.root, f"visual/{variant}", out_dir, {**identity, "data_version": data}
     )
+    retain_models(cfg.paths.root, f"visual/{variant}", {version}, {out_dir})
     return {**trained, "model_dir": final, "version": version}
