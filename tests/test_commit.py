@@ -179,9 +179,8 @@ def test_recover_leaves_a_live_processs_intent_to_it(tmp_path: Path) -> None:
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         intent = storage.join(root, commit.COMMITS, f"{commit.new_version()}.json")
-        storage.write_json_atomic(
-            intent, {"objects": tx.staged, "host": socket.gethostname(), "pid": live.pid}
-        )
+        here = {"host": socket.gethostname(), "pid": live.pid, "pid_namespace": runlock.pid_namespace()}
+        storage.write_json_atomic(intent, {"objects": tx.staged, **here})
         assert commit.recover(root) == 0 and storage.exists(intent)
     finally:
         live.kill()

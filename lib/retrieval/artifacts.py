@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from retrieval import storage
+from retrieval.commit import version_of
 
 
 def content_version(payload: Any) -> str:
@@ -98,12 +99,16 @@ def retain_models(root: str, name: str, versions: set[str], runs: set[str]) -> l
     storage.write_json_atomic(record, {"current": sorted(versions), "previous": before})
     keep = {*versions, *before, *models_in_use(root)}
     removed = [
-        _leaf(c) for c in fs.ls(path, detail=False) if _leaf(c).startswith("w") and _leaf(c) not in keep
+        version_of(c)
+        for c in fs.ls(path, detail=False)
+        if version_of(c).startswith("w") and version_of(c) not in keep
     ]
     runs_path = storage.filesystem(storage.join(base, "runs"))[1]
     if fs.exists(runs_path):
-        mine = {_leaf(r) for r in runs}
-        removed += [f"runs/{_leaf(c)}" for c in fs.ls(runs_path, detail=False) if _leaf(c) not in mine]
+        mine = {version_of(r) for r in runs}
+        removed += [
+            f"runs/{version_of(c)}" for c in fs.ls(runs_path, detail=False) if version_of(c) not in mine
+        ]
     for rel in removed:
         storage.remove_tree(storage.join(base, rel))
     return removed
@@ -125,10 +130,6 @@ def models_in_use(root: str) -> set[str]:
             if isinstance(manifest, dict) and manifest.get("model_version"):
                 out.add(str(manifest["model_version"]))
     return out
-
-
-def _leaf(path: str) -> str:
-    return str(path).rstrip("/").rsplit("/", 1)[-1]
 
 
 def save_json_model(root: str, name: str, payload: dict[str, Any], filename: str = "model.json") -> str:

@@ -208,6 +208,7 @@ class Transaction:
                     "objects": self.staged,
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
+                    "pid_namespace": runlock.pid_namespace(),
                 },
             )
             crash_point("after_intent")
@@ -308,13 +309,9 @@ def recover(root: str) -> int:
     finished."""
     done = 0
     for uri, data in _intents(root):
-        host, pid = data.get("host"), data.get("pid")
-        if (
-            host == socket.gethostname()
-            and isinstance(pid, int)
-            and pid != os.getpid()
-            and runlock.pid_alive(pid)
-        ):
+        pid = data.get("pid")
+        here = runlock.on_this_host(str(data.get("host")), str(data.get("pid_namespace", "")))
+        if here and isinstance(pid, int) and pid != os.getpid() and runlock.pid_alive(pid):
             continue
         log.warning(
             "finishing the commit %s that an interrupted run (%s) left pending", uri, data.get("stage")

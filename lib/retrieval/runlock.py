@@ -99,6 +99,12 @@ def pid_namespace() -> str:
         return ""
 
 
+def on_this_host(host: str, namespace: str) -> bool:
+    """Whether a process recorded as on ``host`` in pid ``namespace`` is one whose pid this process
+    can test (the same host name and pid namespace)."""
+    return host == socket.gethostname() and namespace == pid_namespace()
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` on this host is alive."""
     try:
@@ -115,8 +121,7 @@ def is_stale(h: Holder, now: float | None = None) -> str:
     now = now or time.time()
     if now - h.heartbeat > h.stale_seconds:
         return f"no heartbeat for {now - h.heartbeat:.0f} s (stale after {h.stale_seconds:.0f} s)"
-    same_host = h.host == socket.gethostname() and h.pid_namespace == pid_namespace()
-    if not h.scheduler and same_host and not pid_alive(h.pid):
+    if not h.scheduler and on_this_host(h.host, h.pid_namespace) and not pid_alive(h.pid):
         return f"its process {h.pid} on this host is gone"
     return ""
 
