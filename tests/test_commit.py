@@ -287,3 +287,6 @@ def test_model_retention_keeps_two_publishing_stages_and_what_an_index_names(tmp
     left = sorted(p.name for p in (tmp_path / "models" / "reranker").iterdir())
     assert left == sorted(["PUBLISHED", "runs", made[0], made[2], made[3]])  # made[1] is gone
     assert [p.name for p in (tmp_path / "models" / "reranker" / "runs").iterdir()] == ["cfg3"]
+    retain_models(root, "reranker", {made[3]}, {trained})  # the same weights published again
+    left = sorted(p.name for p in (tmp_path / "models" / "reranker").iterdir())
+    assert left == sorted(["PUBLISHED", "runs", made[0], made[2], made[3]])  # the stage before's stay

@@ -93,9 +93,12 @@ def retain_models(root: str, name: str, versions: set[str], runs: set[str]) -> l
         return []
     record = storage.join(base, PUBLISHED)
     try:
-        before = list(storage.read_json(record).get("current", []))
+        last = storage.read_json(record)
+        before, earlier = list(last.get("current", [])), list(last.get("previous", []))
     except (FileNotFoundError, ValueError, AttributeError):
-        before = []
+        before, earlier = [], []
+    if before == sorted(versions):  # the same weights published again: the generation before stays
+        before = earlier
     storage.write_json_atomic(record, {"current": sorted(versions), "previous": before})
     keep = {*versions, *before, *models_in_use(root)}
     removed = [

@@ -138,7 +138,8 @@ def _intents(root: str) -> list[tuple[str, dict[str, Any]]]:
 
 def _pending(root: str, name: str, ptr: Pointer | None) -> list[str]:
     """The versions of ``name`` that pending intents name and ``CURRENT`` has not yet reached."""
-    return [v for _, data in _intents(root) if _newer(v := str(data["objects"].get(name, "")), ptr) and v]
+    named = (str(data["objects"].get(name, "")) for _, data in _intents(root))
+    return [v for v in named if v and _newer(v, ptr)]
 
 
 def current(root: str, name: str) -> str | None:
