@@ -27,8 +27,8 @@ from retrieval.config import Config
 from retrieval.index import spark_index as si
 from retrieval.index.recs import recs_metrics
 from retrieval.index.spark_incremental import updated_recs
-from retrieval.spark_evaluation import recs_recall
-from retrieval.spark_tables import read_table, write_table
+from retrieval.spark_evaluation import duplicate_products, recs_recall
+from retrieval.spark_tables import exists, read_table, write_table
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -70,7 +70,10 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     stats = si.recs_stats(recs, embeddings.count(), r.k)
     recall = recs_recall(recs, read_table(spark, root, tables.PAIRS), keys, r.eval_queries, cfg.seed)
     keys.unpersist()
-    out = recs_metrics(stats, recall, r.k, r.mode, recomputed, patched)
+    duplicates = None
+    if exists(root, tables.TRUTH_OFFER_PRODUCT):
+        duplicates = duplicate_products(recs, read_table(spark, root, tables.TRUTH_OFFER_PRODUCT))
+    out = recs_metrics(stats, recall, r.k, r.mode, recomputed, patched, duplicates)
     return {**out, "index_version": manifest.version, "outputs": {"recs": recs_uri}}
 
 

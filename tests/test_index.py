@@ -230,6 +230,20 @@ def test_distributed_build_and_recs_equal_a_local_faiss_build(spark: Any, traine
         assert len(only_got) == len(only_want)
         assert all(min((abs(g - w) for w in only_want), default=1.0) < 1e-5 for g in only_got), oid
     assert out["recall_at_20_test_pairs"] > out["recall_at_20_baselines"]["popularity"]
+    # carousels showing one true product twice, counted here from the tables themselves
+    product = dict(
+        read_table(spark, root, tables.TRUTH_OFFER_PRODUCT).select("offer_id", "product_id").collect()
+    )
+    shown = [
+        [product[x["offer_id"]] for x in r["recs"]]
+        for r in read_table(spark, root, tables.RECS).collect()
+        if r["recs"]
+    ]
+    repeats = [len(p) - len(set(p)) for p in shown]
+    dup = out["duplicate_products"]
+    assert dup["carousels"] == len(shown)
+    assert dup["share"] == pytest.approx(np.mean([r > 0 for r in repeats]), abs=1e-4)
+    assert dup["repeated_slots"] == pytest.approx(np.mean(repeats), abs=1e-3)
     from jobs.lookup import lookup
 
     lines = lookup(spark, root, [int(ids[0])])

@@ -137,3 +137,30 @@ def recs_recall(
                 hits.append(len(want & shown) / len(want))
         out["product"][name] = round(float(np.mean(hits)), 4) if hits else None
     return out
+
+
+def duplicate_products(recs: DataFrame, truth: DataFrame) -> dict[str, float | int]:
+    """How often a carousel shows one true product twice (synthetic data: ``truth/offer_product``): the
+    share of carousels with a repeated product, and the slots such repeats take per carousel. What the
+    product collapse misses, mostly offers whose ``product_id`` the catalogue leaves null."""
+    from pyspark.sql import functions as F
+
+    shown = recs.select("offer_id", F.explode("recs.offer_id").alias("shown"))
+    products = truth.select(F.col("offer_id").alias("shown"), "product_id")
+    per = (
+        shown.join(products, "shown")
+        .groupBy("offer_id")
+        .agg(F.count("*").alias("slots"), F.countDistinct("product_id").alias("distinct"))
+    )
+    row = per.agg(
+        F.count("*").alias("carousels"),
+        F.avg((F.col("slots") > F.col("distinct")).cast("double")).alias("share"),
+        F.avg(F.col("slots") - F.col("distinct")).alias("repeats"),
+    ).first()
+    if not row or not row["carousels"]:
+        return {"carousels": 0, "share": 0.0, "repeated_slots": 0.0}
+    return {
+        "carousels": int(row["carousels"]),
+        "share": round(float(row["share"]), 4),
+        "repeated_slots": round(float(row["repeats"]), 3),
+    }

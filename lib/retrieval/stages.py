@@ -89,7 +89,7 @@ STAGES: tuple[Stage, ...] = (
         "precompute_recs",
         reads=("index", "offers", "embeddings", "embeddings_delta", "pairs"),
         writes=("recs",),
-        optional_reads=("recs",),
+        optional_reads=("recs", "truth/offer_product"),
     ),
     Stage(
         "train_ranker",

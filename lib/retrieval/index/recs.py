@@ -59,9 +59,11 @@ def recs_metrics(
     mode: str,
     recomputed: int,
     patched: int = 0,
+    duplicates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """precompute_recs' metrics and summary from its table statistics (``spark_index.recs_stats``) and
-    Recall@20 figures (``spark_evaluation.recs_recall``)."""
+    """precompute_recs' metrics and summary from its table statistics (``spark_index.recs_stats``),
+    Recall@20 figures (``spark_evaluation.recs_recall``) and, on synthetic data, how often a carousel
+    shows one true product twice (``spark_evaluation.duplicate_products``)."""
     share = recomputed / max(stats["live"], 1)
     incremental = (
         f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue), "
@@ -70,7 +72,7 @@ def recs_metrics(
         else ""
     )
     product, offer = recall["product"], recall["offer"]
-    return {
+    out: dict[str, Any] = {
         **{
             key: stats[key]
             for key in ("offers", "offers_with_recs", "offers_with_k_recs", "catalog_coverage")
@@ -92,3 +94,10 @@ def recs_metrics(
             + ", ".join(f"{m} {v}" for m, v in offer.items()),
         ],
     }
+    if duplicates is not None:
+        out["duplicate_products"] = duplicates
+        out["summary"].append(
+            f"carousels showing one product twice (the generator's truth): {duplicates['share']:.1%}, "
+            f"{duplicates['repeated_slots']:.2f} repeated slots of {k} on average"
+        )
+    return out

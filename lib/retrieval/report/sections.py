@@ -127,6 +127,13 @@ def candidates_section(m: Metrics, popularity: dict[str, Any] | None) -> Section
             ],
             "recommendations: share of offers served, and test co-clicks of another product found (by product)",
         )
+        dup = recs.get("duplicate_products")
+        if dup:
+            s.text(
+                f"Duplicates: {dup['share']:.1%} of carousels show one product twice by the generator's truth "
+                f"({dup['repeated_slots']:.2f} of {recs['k']} slots on average): what the product collapse "
+                "misses, mostly offers whose product_id the catalogue leaves null."
+            )
     if popularity:
         s.text(
             f"Popularity bias: the most popular 1% of offers (by training co-clicks) take "
