@@ -29,6 +29,7 @@ from retrieval.index.recs import recs_metrics
 from retrieval.index.spark_incremental import updated_recs
 from retrieval.spark_evaluation import duplicate_products, recs_recall
 from retrieval.spark_tables import exists, read_table, write_table
+from retrieval.synth.oracle import ceiling_rankings
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     recs_uri = write_table(recs, root, tables.RECS)
     recs = read_table(spark, root, tables.RECS)
     stats = si.recs_stats(recs, embeddings.count(), r.k)
-    recall = recs_recall(recs, read_table(spark, root, tables.PAIRS), keys, r.eval_queries, cfg.seed)
+    pairs, ceiling = read_table(spark, root, tables.PAIRS), ceiling_rankings(root, carousels=True)
+    recall = recs_recall(recs, pairs, keys, r.eval_queries, cfg.seed, r.k, ceiling, r.ceiling_queries)
     keys.unpersist()
     duplicates = None
     if exists(root, tables.TRUTH_OFFER_PRODUCT):

@@ -7,8 +7,11 @@ offer id), materialises the training pairs with both sides' features as parquet,
 tower with sampled softmax over in-batch negatives (logQ-corrected) in `training.num_processes` DDP
 processes fed by the `training.feed` reader; a checkpoint per epoch under models/encoder/runs/<config hash>/; the final weights are published
 to models/encoder/<weights hash>/, the version that embeddings, the index and the recs name.
-Then Recall@{10,50,100} and MRR on the test pairs for the encoder, the same model without id
-embeddings (content only), item co-occurrence and popularity, for warm and for cold query offers.
+With `encoder.baseline` a content-only tower (content_trained) trains beside it on the same batches,
+published to models/encoder_content/. Then Recall@{10,50,100} and MRR on the test pairs for the
+encoder, the same model without id embeddings (content_only), content_trained, item co-occurrence and
+popularity, for warm and for cold query offers; on the synthetic marketplace also the generator's own
+ranking (the ceiling, and what content alone can know of it), on `encoder.ceiling_queries` of them.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ import dataclasses
 from typing import Any
 
 from retrieval import commit, storage, tables
-from retrieval.artifacts import content_version, publish_model, retain_models, run_dir
+from retrieval.artifacts import content_version, publish_towers, run_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, runtime
-from retrieval.encoder.model import OfferTower, TowerConfig
-from retrieval.encoder.spark_encoder import featurize_offers, training_examples
+from retrieval.encoder.model import OfferTower, TowerConfig, TowerSet
+from retrieval.encoder.spark_encoder import featurize_offers, training_examples, uniform_pool
 from retrieval.encoder.spark_eval import encoder_metrics, evaluate_encoder
-from retrieval.encoder.worker import EncoderWorkerArgs, train_worker
+from retrieval.encoder.worker import EncoderWorkerArgs, towers, train_worker
 from retrieval.spark_tables import read_table, write_table
+from retrieval.synth.oracle import ceiling_rankings
 from retrieval.training.models import load_model
 from retrieval.training.spark_launch import launch
+
+MODEL_NAMES = {"encoder": "encoder", "content_trained": "encoder_content"}  # tower -> models/<name>
+EVALUATION = ("eval_queries", "eval_k", "ceiling_queries")  # encoder settings that do not change the model
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
@@ -36,15 +43,17 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     write_table(featurize_offers(offers, tower.vocab), root, tables.ENCODER_FEATURES)
     features = read_table(spark, root, tables.ENCODER_FEATURES)
     examples = training_examples(pairs, features).repartition(max(4, 2 * rt.num_processes))
-    examples_uri = write_table(examples, root, tables.ENCODER_EXAMPLES)
+    outputs = {"encoder/train_examples": write_table(examples, root, tables.ENCODER_EXAMPLES)}
     n_examples = read_table(spark, root, tables.ENCODER_EXAMPLES).count()
-    hyper = {
-        k: v for k, v in dataclasses.asdict(enc).items() if k not in ("eval_queries", "eval_k", "training")
-    }
+    pool, catalogue = "", 0
+    if enc.negatives == "mixed":
+        drawn, catalogue = uniform_pool(features, pairs, enc.uniform_pool, cfg.seed)
+        pool = outputs["encoder/uniform_pool"] = write_table(drawn, root, tables.ENCODER_UNIFORM_POOL)
+    hyper = {k: v for k, v in dataclasses.asdict(enc).items() if k not in ("training", *EVALUATION)}
     described = {"tower": tower.to_dict(), "encoder": hyper, "examples": n_examples, "seed": cfg.seed}
     out_dir = storage.absolute(run_dir(root, "encoder", content_version(described)))
     args = EncoderWorkerArgs(
-        examples=storage.absolute(examples_uri),
+        examples=storage.absolute(outputs["encoder/train_examples"]),
         model_dir=out_dir,
         tower=tower.to_dict(),
         encoder=dataclasses.asdict(enc),
@@ -52,15 +61,20 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         seed=cfg.seed,
         progress_s=cfg.progress_s,
         resume=rt.resume,
+        pool=storage.absolute(pool) if pool else "",
+        catalogue=catalogue,
     )
     trained = launch(train_worker, dataclasses.asdict(args), rt)
-    data = {"examples": commit.version_of(examples_uri)}
-    version, final = publish_model(root, "encoder", out_dir, {**described, "data_version": data})
-    retain_models(root, "encoder", {version}, {out_dir})
-    model = load_model(OfferTower, final)
-    figures = evaluate_encoder(spark, model, pairs, features, enc.eval_queries, enc.eval_k, cfg.seed)
-    metrics = encoder_metrics(figures, trained, n_examples, version, rt.feed)
-    return {**metrics, "outputs": {"encoder/train_examples": examples_uri, "encoder model": final}}
+    data = {"examples": commit.version_of(outputs["encoder/train_examples"])}
+    provenance = {**described, "data_version": data}
+    names = {t: MODEL_NAMES[t] for t in towers(tower.to_dict(), enc.baseline)}
+    published = publish_towers(root, out_dir, names, provenance)
+    outputs |= {f"{t} model": path for t, (_, path) in published.items()}
+    models = {t: load_model(OfferTower, path) for t, (_, path) in published.items()}
+    ceiling = ceiling_rankings(root)
+    figures = evaluate_encoder(spark, TowerSet.of(models), pairs, features, enc, cfg.seed, ceiling)
+    version = published["encoder"][0]
+    return {**encoder_metrics(figures, trained, n_examples, version, rt.feed), "outputs": outputs}
 
 
 if __name__ == "__main__":

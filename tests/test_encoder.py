@@ -163,7 +163,7 @@ def test_save_and_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-
 
 
 def test_candidate_queue_keeps_the_most_recent_and_feeds_the_loss() -> None:
-    from retrieval.encoder.train import CandidateQueue
+    from retrieval.encoder.negatives import CandidateQueue
 
     queue = CandidateQueue(size=3, dim=2)
     assert queue.negatives() == {}
@@ -277,3 +277,134 @@ def test_dense_embeddings_train_with_adamw() -> None:
         model(x).sum().backward()
         for o in opts:
             o.step()
+
+
+def _features(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: torch.randint(1, 30, (n, 5), generator=g)
+        if k in ("words", "chars")
+        else torch.randint(1, 30, (n,), generator=g)
+        for k in ("words", "chars", "category", "price", "seller", "offer")
+    }
+
+
+@pytest.mark.parametrize("combine", ["sum", "gate", "concat"])
+def test_every_way_of_combining_the_halves_gives_unit_vectors_and_uses_the_ids(combine: str) -> None:
+    torch.manual_seed(0)
+    model = OfferTower(
+        TowerConfig(dim=8, embed_dim=4, hidden=16, id_dim=6, combine=combine, vocab=SMALL)
+    ).eval()
+    x = _features(5)
+    on, off = model(x, torch.ones(5, dtype=torch.bool)), model(x, torch.zeros(5, dtype=torch.bool))
+    assert torch.allclose(on.norm(dim=1), torch.ones(5), atol=1e-5)
+    assert not torch.allclose(on, off)  # the id half moves the vector
+    x2 = dict(x, offer=torch.randint(1, 30, (5,)))
+    assert torch.allclose(off, model(x2, torch.zeros(5, dtype=torch.bool)))  # ids off: ids do not matter
+    assert model.offer.weight.shape == (SMALL.ids, 6)
+
+
+def test_a_content_only_tower_has_no_id_parameters() -> None:
+    model = OfferTower(TowerConfig(dim=8, embed_dim=4, hidden=16, use_id=False, vocab=SMALL))
+    assert not hasattr(model, "offer") and not hasattr(model, "id_proj")
+    assert all(p.grad is None for p in model.parameters())
+    model(_features(3)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())  # DDP needs every parameter used
+
+
+def test_a_tower_set_trains_each_tower_as_if_alone() -> None:
+    """Two towers in one TowerSet step on the sum of their losses: each one's update is what training it
+    alone on the same batch gives (they share no weights)."""
+    from retrieval.encoder.model import TowerSet, make_optimizers
+    from retrieval.encoder.train import PairBatch, train_step
+
+    cfgs = {
+        "encoder": TowerConfig(dim=8, embed_dim=4, hidden=16, vocab=SMALL, sparse=False, id_dropout=0.0),
+        "content_trained": TowerConfig(
+            dim=8, embed_dim=4, hidden=16, vocab=SMALL, sparse=False, use_id=False
+        ),
+    }
+    torch.manual_seed(0)
+    both = TowerSet(cfgs)
+    alone = {n: TowerSet({n: c}) for n, c in cfgs.items()}
+    for n, m in alone.items():
+        m.tower(n).load_state_dict(both.tower(n).state_dict())
+    rng = np.random.default_rng(0)
+    offers = [{"offer_id": i, "title": f"item {i % 7} kind {i % 3}", "category_id": i % 5} for i in range(16)]
+    f = collate([offer_row_features(o, SMALL) for o in offers])
+    from retrieval.encoder.features import take
+
+    batch = PairBatch(
+        take(f, np.arange(8)),
+        take(f, np.arange(8, 16)),
+        np.arange(8),
+        np.arange(8, 16),
+        np.full(8, -2.0, np.float32),
+    )
+    train_step(both, make_optimizers(both, 0.01), batch, 0.1, "cpu")
+    for n, m in alone.items():
+        train_step(m, make_optimizers(m, 0.01), batch, 0.1, "cpu")
+        for a, b in zip(both.tower(n).parameters(), m.tower(n).parameters(), strict=True):
+            assert torch.allclose(a, b, atol=1e-6), n
+    del rng
+
+
+def test_mixed_negatives_correct_by_the_mixture_and_draw_from_the_pool() -> None:
+    from retrieval.encoder.negatives import UniformPool
+
+    f = collate([offer_row_features({"offer_id": i, "title": f"t{i}"}, SMALL) for i in range(10)])
+    pool = UniformPool(
+        f, np.arange(10), np.full(10, -np.inf, np.float32), catalogue=1000, draws=4, batch_size=6, seed=1
+    )
+    feats, ids, _ = pool.sample()
+    assert len(ids) == 4 and feats.words.shape[0] == 4 and set(ids.tolist()) <= set(range(10))
+    lq = pool.mixture_log_q(torch.tensor([math.log(0.5), -math.inf]))
+    # (B p + M / N) / (B + M) with B = 6, M = 4, N = 1000
+    expected = [math.log((6 * 0.5 + 4 / 1000) / 10), math.log((4 / 1000) / 10)]
+    assert torch.allclose(lq, torch.tensor(expected, dtype=lq.dtype))
+
+
+def test_a_momentum_copy_follows_its_model_slowly() -> None:
+    from retrieval.encoder.negatives import MomentumCopy
+
+    model = torch.nn.Linear(2, 2)
+    copy = MomentumCopy(model, 0.9)
+    before = copy.model.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    copy.update(model)
+    assert torch.allclose(copy.model.weight, 0.9 * before + 0.1 * model.weight)
+    assert not copy.model.weight.requires_grad
+
+
+@pytest.mark.parametrize("negatives", ["in_batch", "mixed", "queue"])
+def test_every_kind_of_negatives_trains(negatives: str) -> None:
+    from retrieval.encoder.model import TowerSet
+    from retrieval.encoder.negatives import UniformPool
+    from retrieval.encoder.train import in_memory_batches, make_negatives, train
+
+    offers = [
+        {"offer_id": i, "title": f"brand{i // 4} item {i % 4}", "category_id": i // 8} for i in range(64)
+    ]
+    f = collate([offer_row_features(o, SMALL) for o in offers])
+    ids = np.arange(64)
+    pairs = np.array([(i, i ^ 1) for i in range(64)] * 4)
+    cfg = TowerConfig(dim=8, embed_dim=8, hidden=16, vocab=SMALL)
+    torch.manual_seed(0)
+    model = TowerSet(
+        {"encoder": cfg, "content_trained": TowerConfig(**{**cfg.to_dict(), "use_id": False, "vocab": SMALL})}
+    )
+    pool = UniformPool(f, ids, np.full(64, math.log(1 / 64), np.float32), 64, 8, 32, 0)
+    neg = make_negatives(negatives, ["encoder", "content_trained"], 8, "cpu", model, 64, 0.9, pool)
+    rng = np.random.default_rng(0)
+    history = train(
+        model,
+        4,
+        lambda e: in_memory_batches(pairs, f, ids, dict.fromkeys(range(64), -4.0), 32, rng),
+        lr=0.02,
+        progress_s=0,
+        negatives=neg,
+    )
+    assert history[-1]["loss"] < history[0]["loss"]
+    if negatives == "queue":
+        assert len(neg.queues["encoder"].ids) == 64 and neg.momentum is not None

@@ -77,6 +77,18 @@ def publish_model(root: str, name: str, trained_dir: str, provenance: dict[str, 
     return version, out
 
 
+def publish_towers(
+    root: str, run: str, names: dict[str, str], provenance: dict[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """Publishes the models one run trained side by side, ``<run>/<tower>/``, each under its model name
+    (``names``: tower -> name), and applies retention to each: {tower: (version, directory)}."""
+    out = {}
+    for tower, name in names.items():
+        out[tower] = publish_model(root, name, storage.join(run, tower), provenance)
+        retain_models(root, name, {out[tower][0]}, {run})
+    return out
+
+
 PUBLISHED = "PUBLISHED"  # models/<name>/PUBLISHED: the versions the last two publishing stages made
 
 

@@ -8,7 +8,7 @@ them and their top-K, never the catalogue); the pure metrics are ``retrieval.eva
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -96,14 +96,24 @@ def popularity_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndar
 
 
 def recs_recall(
-    recs: DataFrame, pairs: DataFrame, keys: DataFrame, n_queries: int, seed: int, k: int = 20
-) -> dict[str, dict[str, float | None]]:
+    recs: DataFrame,
+    pairs: DataFrame,
+    keys: DataFrame,
+    n_queries: int,
+    seed: int,
+    k: int = 20,
+    ceiling: Any = None,
+    ceiling_queries: int = 1000,
+) -> dict[str, Any]:
     """Recall@k of the recs, co-occurrence and popularity on sampled test query offers, against their
     test co-click partners that are another product (same product = not a recommendation).
 
     ``product``: a hit is a recommended offer of the partner's product (the carousel shows one offer
     per product, so this is what it can get right); ``offer``: the partner offer itself. ``keys``:
-    (offer_id, key) product keys (``index.spark_index.product_keys``)."""
+    (offer_id, key) product keys (``index.spark_index.product_keys``). ``ceiling`` (query ids [S], k ->
+    {"ceiling": [S, k] ids}): the generator's own carousels on synthetic data, scored on the first
+    ``ceiling_queries`` queries, where every method's Recall@k by product is also set beside the
+    ceiling's (``share_of_ceiling``)."""
     from pyspark.sql import functions as F
 
     from retrieval.evaluation import recall_at_k
@@ -120,22 +130,42 @@ def recs_recall(
     ranked = {"recs": np.array([(got.get(int(q), []) + [-1] * k)[:k] for q in queries])}
     ranked["cooccurrence"] = cooccurrence_top_k(pairs, queries, k)
     ranked["popularity"] = popularity_top_k(pairs, queries, k)
+    on = np.zeros(len(queries), dtype=bool)
+    if ceiling is not None:
+        on[:ceiling_queries] = True
+        best = np.full((len(queries), k), -1, dtype=np.int64)
+        best[on] = ceiling(queries[on], k)["ceiling"]
+        ranked["ceiling"] = best
     ids = {int(q) for q in queries} | {int(t) for ts in targets for t in ts}
     ids |= {int(x) for r_ in ranked.values() for x in r_.reshape(-1) if x >= 0}
     key = {int(r["offer_id"]): r["key"] for r in with_ids(keys, "offer_id", ids).collect()}
     targets = [
         {t for t in ts if key.get(t) != key.get(int(q))} for q, ts in zip(queries, targets, strict=True)
     ]
-    out: dict[str, dict[str, float | None]] = {"product": {}, "offer": {}}
-    for name, r_ in ranked.items():
-        out["offer"][name] = round(recall_at_k(r_, targets, k), 4)
+    has = np.array([bool(t) for t in targets])
+
+    def by_product(r_: np.ndarray, rows: np.ndarray) -> float | None:
         hits = []
-        for row, ts in zip(r_, targets, strict=True):
-            if ts:
-                want = {key.get(t, f"o{t}") for t in ts}
-                shown = {key.get(int(x), f"o{x}") for x in row[:k] if x >= 0}
-                hits.append(len(want & shown) / len(want))
-        out["product"][name] = round(float(np.mean(hits)), 4) if hits else None
+        for row, ts in zip(r_[rows], [targets[i] for i in np.flatnonzero(rows)], strict=True):
+            want = {key.get(t, f"o{t}") for t in ts}
+            shown = {key.get(int(x), f"o{x}") for x in row[:k] if x >= 0}
+            hits.append(len(want & shown) / len(want))
+        return round(float(np.mean(hits)), 4) if hits else None
+
+    out: dict[str, Any] = {"product": {}, "offer": {}}
+    everywhere = np.ones(len(queries), dtype=bool)
+    for name, r_ in ranked.items():
+        rows = on if name == "ceiling" else everywhere
+        out["offer"][name] = round(recall_at_k(r_[rows], [targets[i] for i in np.flatnonzero(rows)], k), 4)
+        out["product"][name] = by_product(r_, rows & has)
+    if ceiling is not None:
+        top = out["product"]["ceiling"]
+        out["share_of_ceiling"] = {
+            name: round(v / top, 4) if (v := by_product(r_, on & has)) is not None and top else None
+            for name, r_ in ranked.items()
+            if name != "ceiling"
+        }
+        out["ceiling_queries"] = int((on & has).sum())
     return out
 
 

@@ -75,7 +75,14 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "train_encoder",
         reads=("offers", "pairs"),
-        writes=("encoder/offer_features", "encoder/train_examples", "models/encoder"),
+        writes=(
+            "encoder/offer_features",
+            "encoder/train_examples",
+            "encoder/uniform_pool",
+            "models/encoder",
+            "models/encoder_content",
+        ),
+        optional_reads=("truth/offer_product",),
         gpu=True,
     ),
     Stage(

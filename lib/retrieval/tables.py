@@ -157,6 +157,14 @@ ENCODER_EXAMPLES = Contract(
     extra_columns=True,
     producer="train_encoder",
 )
+ENCODER_UNIFORM_POOL = Contract(
+    "encoder/uniform_pool",
+    _c(
+        "offer_id bigint, word_ids array<int>, char_ids array<int>, category int, price_bucket int, seller int, "
+        "offer int, unigram_log_q double"
+    ),
+    producer="train_encoder",
+)
 # The ranker's slates: one listing per row, offers in first-stage (XGBoost) order (ranking.spark_ranker).
 _SLATE = (
     "query_id string, qid bigint, split string, n int, offer_id array<bigint>, position array<int>, "

@@ -99,6 +99,17 @@ class SynthSection:
     mean_session_steps: float = 4.0  # mean number of actions (view or search) per session
     max_session_steps: int = 120  # cap on actions per session (a real session, not a bot)
     search_prob: float = 0.3  # probability that an action is a search (else a product view)
+    # Behaviour that no feature shows (retrieval.synth.catalog), each with a strength (0 turns it off),
+    # fixed from stated targets before any model was trained on them (README, The embedded synthetic
+    # marketplace; benchmarks/behaviour.py): content alone explains 3/4 of what is predictable
+    latent_dim: int = 8  # taste factors per product
+    # moves to a substitute or complement weigh popularity x exp(this x affinity), and listed products'
+    # clicks exp(this x affinity - this^2/2): at 2.5 the content oracle reaches 0.754 of the full one
+    latent_strength: float = 2.5
+    link_share: float = 0.5  # share of complement moves to the one product of that leaf the current one fits
+    # spread g of seller quality q ~ N(0, 1): traffic, clicks and purchases x exp(g q - g^2/2); at 0.5 a
+    # top-decile seller draws 1.9x the traffic of a median one
+    seller_quality: float = 0.5
     listing_min: int = 30  # shortest listing shown for a search
     listing_max: int = 300  # longest listing (lengths are log-uniform between min and max)
     examination_eta: float = 0.9  # examination probability at position p is p^-eta (position-based model)
@@ -125,6 +136,13 @@ class SynthSection:
             search_prob=self.search_prob,
             bad_row_rate=self.bad_row_rate,
         )
+        _unit("synth", link_share=self.link_share)
+        _positive("synth", latent_dim=self.latent_dim)
+        if not (self.latent_strength >= 0 and self.seller_quality >= 0):  # NaN too
+            raise ConfigError(
+                f"synth.latent_strength and synth.seller_quality must be >= 0; got "
+                f"{self.latent_strength}, {self.seller_quality}"
+            )
         if self.zipf_a <= 0 or self.offers_per_product_a <= 1:
             raise ConfigError("synth.zipf_a must be > 0 and synth.offers_per_product_a > 1")
 
@@ -256,6 +274,10 @@ class EncoderHyper:
     hidden: int = 256  # MLP hidden layer on top of the concatenated inputs
     use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
     id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
+    id_dim: int = 0  # width of the id embedding (the collaborative half's capacity); 0 = embed_dim
+    # how the id half joins the content half: "sum" (its projection added), "gate" (added through a
+    # learned per-dimension gate of both halves) or "concat" (fed into the MLP beside the content)
+    combine: Literal["sum", "gate", "concat"] = "sum"
     session_decay: float = 0.7  # recency weight of a session's k-th most recent offer: decay ** k
     session_len: int = 10  # a session query pools its last N offers
 
@@ -268,18 +290,33 @@ class EncoderSection(EncoderHyper):
     batch_size: int = 1024  # pairs per step per process (in-batch negatives: batch_size - 1)
     lr: float = 0.01  # learning rate (SparseAdam / AdamW)
     temperature: float = 0.05  # softmax temperature
-    queue_size: int = 0  # cross-batch negatives: candidate embeddings of recent batches (0 = in-batch only)
+    # negatives beside the batch's own candidates (retrieval.encoder.negatives): "in_batch" alone,
+    # "mixed" (+ uniform_negatives offers drawn uniformly from the catalogue per step) or "queue" (+ the
+    # candidate vectors of the last queue_size pairs, from a momentum copy of the tower)
+    negatives: Literal["in_batch", "mixed", "queue"] = "in_batch"
+    uniform_negatives: int = 256  # mixed: offers drawn uniformly per step and process
+    uniform_pool: int = 100_000  # mixed: the uniform sample of the catalogue every process holds to draw from
+    queue_size: int = 2048  # queue: candidate vectors kept
+    queue_momentum: float = 0.99  # queue: the momentum copy's moving-average rate (0 = the live tower)
+    baseline: bool = True  # also train content_trained, a content-only tower, on the same batches
     eval_queries: int = 5000  # test query offers sampled for Recall@K / MRR
     eval_k: int = 100  # depth of the evaluated top-K
+    ceiling_queries: int = 1000  # synthetic data: of those, the ones the generator's oracle ranks too
     training: dict[str, Any] = field(
         default_factory=dict, metadata=OVERRIDES
     )  # this stage's overrides of the `training` section
 
     def validate(self) -> None:
         _positive("encoder", dim=self.dim, epochs=self.epochs, batch_size=self.batch_size)
+        _positive("encoder", uniform_negatives=self.uniform_negatives, uniform_pool=self.uniform_pool)
+        _positive("encoder", queue_size=self.queue_size)
         _unit("encoder", id_dropout=self.id_dropout)
-        if self.lr <= 0 or self.temperature <= 0:
+        if not (self.lr > 0 and self.temperature > 0):  # NaN too
             raise ConfigError("encoder.lr and encoder.temperature must be > 0")
+        if not 0.0 <= self.queue_momentum < 1.0:
+            raise ConfigError(f"encoder.queue_momentum must be in [0, 1); got {self.queue_momentum}")
+        if self.id_dim < 0:
+            raise ConfigError(f"encoder.id_dim must be >= 0 (0 = embed_dim); got {self.id_dim}")
 
 
 @dataclass
@@ -351,6 +388,7 @@ class RecsSection:
     )
     since: str = ""  # incremental: offers with updated_at >= this (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)
     eval_queries: int = 5000  # test query offers for recall_at_20_test_pairs
+    ceiling_queries: int = 1000  # synthetic data: of those, the ones the generator's oracle ranks too
 
     def validate(self) -> None:
         if self.mode == "incremental" and not self.since:

@@ -1,8 +1,9 @@
 """The two-tower encoder (one tower, shared weights) for offers and sessions.
 
 An offer is embedded from its content (title words and character n-grams, category, price bucket,
-seller) plus a hashed offer-id embedding for what co-clicks say that content cannot; the id part is
-zeroed for cold offers (and randomly during training, so the content part learns to stand alone).
+seller) plus a hashed offer-id embedding for what co-clicks say that content cannot (the hybrid; how
+the halves combine is ``combine``: summed, gated or concatenated); the id part is zeroed for cold
+offers (and randomly during training, so the content part learns to stand alone).
 A session is the recency-weighted mean of its last offers' embeddings, so the same tower answers
 "offers like this one" and "next offer for this session". Outputs are L2-normalised.
 """
@@ -84,10 +85,19 @@ class OfferTower(nn.Module):
         self.category = nn.Embedding(v.categories, e, padding_idx=0, sparse=sp)
         self.price = nn.Embedding(v.prices, e, padding_idx=0, sparse=sp)
         self.seller = nn.Embedding(v.sellers, e, padding_idx=0, sparse=sp)
-        self.offer = nn.Embedding(v.ids, e, padding_idx=0, sparse=sp)
-        self.mlp = nn.Sequential(nn.Linear(5 * e, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim))
-        self.id_proj = nn.Linear(e, cfg.dim, bias=False)
-        for emb in (self.words, self.chars, self.category, self.price, self.seller, self.offer):
+        ie = cfg.id_dim or e
+        concat = cfg.use_id and cfg.combine == "concat"
+        self.mlp = nn.Sequential(
+            nn.Linear(5 * e + (ie if concat else 0), cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.dim)
+        )
+        if cfg.use_id:  # no id modules in a content-only tower: DDP refuses parameters without gradients
+            self.offer = nn.Embedding(v.ids, ie, padding_idx=0, sparse=sp)
+            nn.init.normal_(self.offer.weight, std=0.05)
+            if not concat:
+                self.id_proj = nn.Linear(ie, cfg.dim, bias=False)
+            if cfg.combine == "gate":
+                self.gate = nn.Linear(2 * cfg.dim, cfg.dim)
+        for emb in (self.words, self.chars, self.category, self.price, self.seller):
             nn.init.normal_(emb.weight, std=0.05)
 
     def forward(self, x: dict[str, torch.Tensor], use_id: torch.Tensor | None = None) -> torch.Tensor:
@@ -109,13 +119,62 @@ class OfferTower(nn.Module):
             ],
             dim=1,
         )
-        out = self.mlp(content)
-        if self.cfg.use_id:
-            keep = torch.ones(len(out), dtype=torch.bool, device=out.device) if use_id is None else use_id
-            if self.training and use_id is None and self.cfg.id_dropout > 0:
-                keep = keep & (torch.rand(len(out), device=out.device) >= self.cfg.id_dropout)
-            out = out + self.id_proj(self.offer(x["offer"])) * keep.unsqueeze(1).to(out.dtype)
-        return F.normalize(out, dim=1)
+        if not self.cfg.use_id:
+            return F.normalize(self.mlp(content), dim=1)
+        keep = torch.ones(len(content), dtype=torch.bool, device=content.device) if use_id is None else use_id
+        if self.training and use_id is None and self.cfg.id_dropout > 0:
+            keep = keep & (torch.rand(len(content), device=content.device) >= self.cfg.id_dropout)
+        ids = self.offer(x["offer"]) * keep.unsqueeze(1).to(content.dtype)  # [B, id_dim], 0 where off
+        if self.cfg.combine == "concat":
+            return F.normalize(self.mlp(torch.cat([content, ids], dim=1)), dim=1)
+        out, collaborative = self.mlp(content), self.id_proj(ids)
+        if self.cfg.combine == "gate":  # per dimension, how much of the id half to take, from both halves
+            collaborative = torch.sigmoid(self.gate(torch.cat([out, collaborative], dim=1))) * collaborative
+        return F.normalize(out + collaborative, dim=1)
+
+
+@dataclass
+class TowerSetConfig:
+    """The configs of a :class:`TowerSet`'s towers, by name."""
+
+    towers: dict[str, TowerConfig]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: c.to_dict() for name, c in self.towers.items()}
+
+
+class TowerSet(nn.Module):
+    """Several towers trained side by side on the same batches (the encoder and its ``content_trained``
+    baseline): one module for DDP, the optimizers, the checkpoints and a broadcast to executors; each
+    tower is saved on its own (:meth:`tower`)."""
+
+    CONFIG_KEY = "towers"
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> TowerSet:
+        return cls({name: TowerConfig.from_dict(c) for name, c in d.items()})
+
+    def __init__(self, cfgs: dict[str, TowerConfig]) -> None:
+        super().__init__()
+        self.cfg = TowerSetConfig(dict(cfgs))
+        self.towers = nn.ModuleDict({name: OfferTower(c) for name, c in cfgs.items()})
+
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{name: [B, dim] unit vectors} of every tower."""
+        return {name: tower(x) for name, tower in self.towers.items()}
+
+    def tower(self, name: str) -> OfferTower:
+        tower = self.towers[name]
+        assert isinstance(tower, OfferTower)
+        return tower
+
+    @classmethod
+    def of(cls, towers: dict[str, OfferTower]) -> TowerSet:
+        """A set holding (copies of the weights of) trained ``towers``."""
+        out = cls({name: t.cfg for name, t in towers.items()})
+        for name, t in towers.items():
+            out.tower(name).load_state_dict(t.state_dict())
+        return out
 
 
 def make_optimizers(model: nn.Module, lr: float) -> list[torch.optim.Optimizer]:

@@ -65,3 +65,33 @@ def training_examples(pairs: DataFrame, features: DataFrame, split: str = "train
             *[f"{s}{c}" for s in ("q_", "c_") for c in FEATURE_COLUMNS],
         )
     )
+
+
+def uniform_pool(features: DataFrame, pairs: DataFrame, n: int, seed: int) -> tuple[DataFrame, int]:
+    """Mixed negatives' pool (``encoder.negatives.UniformPool``): about ``n`` offers drawn uniformly
+    from ``features`` (by a hash of the id, so nothing is collected), with ``unigram_log_q``, the log
+    of their share of the training positives (-inf for offers no training pair names); and the number
+    of offers drawn from."""
+    from pyspark.sql import functions as F
+
+    total = features.count()
+    p = pairs.where(F.col("split") == "train").select(F.col("item_offer_id").alias("offer_id"))
+    share = (
+        p.groupBy("offer_id")
+        .agg(F.count(F.lit(1)).alias("_n"))
+        .crossJoin(p.agg(F.count(F.lit(1)).alias("_total")))
+    )
+    buckets = 1 << 20
+    keep = F.pmod(F.xxhash64("offer_id", F.lit(seed)), F.lit(buckets)) < F.lit(
+        int(buckets * min(1.0, n / max(total, 1)))
+    )
+    pool = (
+        features.where(keep)
+        .join(share, "offer_id", "left")
+        .withColumn(
+            "unigram_log_q",
+            F.coalesce(F.log(F.col("_n") / F.col("_total")), F.lit(float("-inf"))),
+        )
+        .drop("_n", "_total")
+    )
+    return pool, total

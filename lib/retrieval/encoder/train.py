@@ -19,7 +19,8 @@ import torch
 
 from retrieval.encoder.features import OfferFeatures, take
 from retrieval.encoder.losses import sampled_softmax
-from retrieval.encoder.model import OfferTower, make_optimizers, to_tensors
+from retrieval.encoder.model import make_optimizers, to_tensors
+from retrieval.encoder.negatives import NEGATIVES, CandidateQueue, MomentumCopy, UniformPool
 from retrieval.training.loop import run_epochs
 
 if TYPE_CHECKING:
@@ -41,7 +42,9 @@ class PairBatch:
     log_q: np.ndarray
 
 
-def _side(table: pa.Table, prefix: str) -> OfferFeatures:
+def features_of(table: pa.Table, prefix: str = "") -> OfferFeatures:
+    """The offer features in ``table``'s columns ``<prefix>word_ids`` ... ``<prefix>offer``."""
+
     def bag(name: str) -> np.ndarray:
         col = table.column(f"{prefix}{name}").combine_chunks()
         offsets = col.offsets.to_numpy()
@@ -64,8 +67,8 @@ def _side(table: pa.Table, prefix: str) -> OfferFeatures:
 def pair_batch(table: pa.Table) -> PairBatch:
     """One :class:`PairBatch` from a table of training examples (all its rows): the feeds' batch builder."""
     return PairBatch(
-        _side(table, "q_"),
-        _side(table, "c_"),
+        features_of(table, "q_"),
+        features_of(table, "c_"),
         table.column("query_offer_id").to_numpy().astype(np.int64),
         table.column("item_offer_id").to_numpy().astype(np.int64),
         table.column("log_q").to_numpy().astype(np.float32),
@@ -107,90 +110,117 @@ def in_memory_batches(
         )
 
 
-class CandidateQueue:
-    """Cross-batch negatives: the candidate embeddings of the last ``size`` training pairs (detached,
-    so they cost no backward pass), with their ids and log Q, first in first out.
+@dataclass
+class StepNegatives:
+    """What a training step adds to its batch's in-batch negatives (``encoder.negatives``, module
+    ``negatives``): uniform draws from a pool (``mixed``), or a queue per tower (``queue``), filled from
+    a momentum copy of the model when one is given."""
 
-    Off by default (``train.queue_size: 0``): on the synthetic co-click data it hurt (Recall@10 of
-    test_training_learns_co_clicks_better_than_popularity's setting, 12 epochs: 0.236 in-batch only,
-    0.201 with 512 queued, 0.034 with 2048). The queued vectors are stale by up to size/batch steps
-    while SparseAdam moves the id embeddings fast; cross-batch memory is known to need a trained,
-    slowly moving model (Wang et al., CVPR 2020, start it after a warm-up)."""
+    pool: UniformPool | None = None
+    queues: dict[str, CandidateQueue] | None = None
+    momentum: MomentumCopy | None = None
 
-    def __init__(self, size: int, dim: int, device: str = "cpu") -> None:
-        self.size = size
-        self.vectors = torch.zeros((0, dim), device=device)
-        self.ids = torch.zeros(0, dtype=torch.int64, device=device)
-        self.log_q = torch.zeros(0, device=device)
 
-    def push(self, vectors: torch.Tensor, ids: torch.Tensor, log_q: torch.Tensor) -> None:
-        self.vectors = torch.cat([vectors.detach(), self.vectors])[: self.size]
-        self.ids = torch.cat([ids, self.ids])[: self.size]
-        self.log_q = torch.cat([log_q, self.log_q])[: self.size]
+def make_negatives(
+    kind: str,
+    towers: Sequence[str],
+    dim: int,
+    device: str,
+    model: Any = None,
+    queue_size: int = 0,
+    queue_momentum: float = 0.0,
+    pool: UniformPool | None = None,
+) -> StepNegatives:
+    """The :class:`StepNegatives` of ``encoder.negatives`` = ``kind`` for a model with ``towers``."""
+    if kind == "in_batch":
+        return StepNegatives()
+    if kind == "mixed":
+        if pool is None:
+            raise ValueError("mixed negatives need a UniformPool")
+        return StepNegatives(pool=pool)
+    if kind == "queue":
+        if queue_size < 1:
+            raise ValueError(f"queue negatives need queue_size >= 1; got {queue_size}")
+        momentum = MomentumCopy(model, queue_momentum) if queue_momentum > 0 and model is not None else None
+        return StepNegatives(
+            queues={t: CandidateQueue(queue_size, dim, device) for t in towers}, momentum=momentum
+        )
+    raise ValueError(f"encoder.negatives must be one of {NEGATIVES}; got {kind!r}")
 
-    def negatives(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`sampled_softmax` (none while the queue is empty)."""
-        if len(self.ids) == 0:
-            return {}
-        return {"extra": self.vectors, "extra_ids": self.ids, "extra_log_q": self.log_q}
+
+def _by_tower(out: Any) -> dict[str, torch.Tensor]:
+    """A model's output as {tower: [B, dim]}: a :class:`TowerSet`'s dict, or one tower's tensor."""
+    return out if isinstance(out, dict) else {"encoder": out}
 
 
 def train_step(
-    model: OfferTower,
+    model: Any,
     optimizers: Sequence[torch.optim.Optimizer],
     batch: PairBatch,
     temperature: float,
     device: str,
-    queue: CandidateQueue | None = None,
+    negatives: StepNegatives | None = None,
     sync: Callable[[], None] | None = None,
 ) -> float:
-    """One step of sampled softmax over the batch's candidates (plus the queue's, when given).
+    """One step of sampled softmax over the batch's candidates (and ``negatives``'), for every tower of
+    ``model`` (an :class:`OfferTower`, a :class:`TowerSet`, either in DDP): their losses add up (the
+    towers share no weights, so each learns as if alone); returns the first tower's loss.
     ``sync``: called after the backward pass, before the optimizers step (averaging gradients across
     ranks where DDP does not: ``training.run.TrainingRun.sync_gradients``)."""
+    neg = negatives or StepNegatives()
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
-    q = model(to_tensors(batch.query, device))
-    c = model(to_tensors(batch.candidate, device))
+    candidates = to_tensors(batch.candidate, device)
+    q, c = _by_tower(model(to_tensors(batch.query, device))), _by_tower(model(candidates))
     ids = torch.as_tensor(batch.candidate_ids, device=device)
     log_q = torch.as_tensor(batch.log_q, device=device)
-    loss = sampled_softmax(
-        q,
-        c,
-        ids,
-        log_q,
-        temperature,
-        query_ids=torch.as_tensor(batch.query_ids, device=device),
-        **(queue.negatives() if queue is not None else {}),
-    )
-    loss.backward()
+    extra: dict[str, dict[str, Any]] = {name: {} for name in q}
+    if neg.pool is not None:
+        feats, drawn, unigram = neg.pool.sample()
+        u = _by_tower(model(to_tensors(feats, device)))
+        u_ids = torch.as_tensor(drawn, device=device)
+        u_log_q = neg.pool.mixture_log_q(torch.as_tensor(unigram, dtype=torch.float32, device=device))
+        log_q = neg.pool.mixture_log_q(log_q)
+        extra = {name: {"extra": u[name], "extra_ids": u_ids, "extra_log_q": u_log_q} for name in q}
+    if neg.queues is not None:
+        extra = {name: neg.queues[name].negatives() for name in q}
+    query_ids = torch.as_tensor(batch.query_ids, device=device)
+    losses = [
+        sampled_softmax(q[name], c[name], ids, log_q, temperature, query_ids=query_ids, **extra[name])
+        for name in q
+    ]
+    torch.stack(losses).sum().backward()
     if sync is not None:
         sync()
     for opt in optimizers:
         opt.step()
-    if queue is not None:
-        queue.push(c, ids, log_q)
-    return float(loss.detach())
+    if neg.queues is not None:
+        pushed = c
+        if neg.momentum is not None:
+            neg.momentum.update(getattr(model, "module", model))
+            pushed = _by_tower(neg.momentum(candidates))
+        for name in q:
+            neg.queues[name].push(pushed[name], ids, log_q)
+    return float(losses[0].detach())
 
 
 def train(
-    model: OfferTower,
+    model: Any,
     epochs: int,
     batches: Callable[[int], Iterable[PairBatch]],
     lr: float = 0.005,
     temperature: float = 0.05,
     device: str = "cpu",
     progress_s: float = 30.0,
-    queue_size: int = 0,
+    negatives: StepNegatives | None = None,
 ) -> list[dict[str, Any]]:
-    """Trains ``model`` in this process for ``epochs`` over ``batches(epoch)``; returns the history
-    (per epoch: loss, steps, examples_per_s). ``queue_size`` > 0 adds that many cross-batch negatives
-    (:class:`CandidateQueue`)."""
+    """Trains ``model`` (an :class:`OfferTower` or a :class:`TowerSet`) in this process for ``epochs``
+    over ``batches(epoch)``; returns the history (per epoch: loss, steps, examples_per_s)."""
     model.to(device).train()
     optimizers = make_optimizers(model, lr)
-    queue = CandidateQueue(queue_size, model.cfg.dim, device) if queue_size else None
 
     def step(batch: PairBatch) -> tuple[float, dict[str, float]]:
-        loss = train_step(model, optimizers, batch, temperature, device, queue)
+        loss = train_step(model, optimizers, batch, temperature, device, negatives)
         return loss, {"examples": len(batch.query_ids)}
 
     return run_epochs("encoder", epochs, batches, step, units=("examples",), progress_s=progress_s)

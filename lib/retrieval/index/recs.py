@@ -62,8 +62,8 @@ def recs_metrics(
     duplicates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """precompute_recs' metrics and summary from its table statistics (``spark_index.recs_stats``),
-    Recall@20 figures (``spark_evaluation.recs_recall``) and, on synthetic data, how often a carousel
-    shows one true product twice (``spark_evaluation.duplicate_products``)."""
+    Recall@20 figures (``spark_evaluation.recs_recall``) and, on synthetic data, their ceiling and how
+    often a carousel shows one true product twice (``spark_evaluation.duplicate_products``)."""
     share = recomputed / max(stats["live"], 1)
     incremental = (
         f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue), "
@@ -94,6 +94,13 @@ def recs_metrics(
             + ", ".join(f"{m} {v}" for m, v in offer.items()),
         ],
     }
+    if "share_of_ceiling" in recall:
+        out["recall_at_20_test_pairs_ceiling"] = product.get("ceiling")
+        out["share_of_ceiling"] = recall["share_of_ceiling"]
+        out["summary"].append(
+            f"share of the ceiling (the generator's best carousels, {recall['ceiling_queries']} queries): "
+            + ", ".join(f"{m} {v}" for m, v in recall["share_of_ceiling"].items())
+        )
     if duplicates is not None:
         out["duplicate_products"] = duplicates
         out["summary"].append(

@@ -295,20 +295,36 @@ def _padded(
     return out if order is None else np.take_along_axis(out, order, axis=1)
 
 
-def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+def slate_metrics(
+    slates: DataFrame, methods: Sequence[str], generator: dict[str, Any] | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
     """Mean metrics of every method over the slates: {target: {metric: {method: value}}}.
 
     Targets: ``labels`` (logged grades) and ``truth`` (true grades, where the slates have them).
     Metrics: ndcg_at_{5,10,30}, mrr (first label >= 1; against the truth, first grade-3 offer: the
     product searched for), and ``slates`` (how many counted). ``production`` scores the logged
-    position order, every other method its score array.
+    position order, every other method its score array. With ``generator`` (the config the synthetic
+    marketplace was generated with), also ``ceiling``: the generator's own click model's ranking
+    (``synth.oracle.expected_label_gain``), against the labels only (against true grades the ceiling
+    is 1 by definition).
     """
     import pyarrow as pa
 
     cols = ["position", "label", "grade", *[m for m in methods if m != "production"]]
+    if generator is not None:
+        cols.append("offer_id")
 
     def partial_sums(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from retrieval.ranking import evaluation
+        from retrieval.synth.oracle import expected_label_gain
+
+        cat = None
+        if generator is not None:
+            from retrieval.config import from_dict
+            from retrieval.synth.catalog import Catalog
+
+            made = from_dict(generator)
+            cat = Catalog(made.synth, made.seed)
 
         acc: dict[tuple[str, str, str], list[float]] = {}
         for rb in batches:
@@ -324,9 +340,27 @@ def slate_metrics(slates: DataFrame, methods: Sequence[str]) -> dict[str, dict[s
             targets = {"labels": (_padded(t, "label", groups, -1, logged).astype(np.int64), 1)}
             if t.column("grade").combine_chunks().flatten().null_count == 0:
                 targets["truth"] = (_padded(t, "grade", groups, -1, logged).astype(np.int64), 3)
-            for m in methods:
-                s = -position if m == "production" else _padded(t, m, groups, -np.inf, logged)
+            scorers = {
+                m: -position if m == "production" else _padded(t, m, groups, -np.inf, logged) for m in methods
+            }
+            if cat is not None:
+                gains = [
+                    expected_label_gain(cat, np.asarray(o, dtype=np.int64), np.asarray(p_), np.asarray(g_))
+                    for o, p_, g_ in zip(
+                        t.column("offer_id").to_pylist(),
+                        t.column("position").to_pylist(),
+                        t.column("grade").to_pylist(),
+                        strict=True,
+                    )
+                ]
+                flat = np.concatenate(gains) if gains else np.zeros(0)
+                scorers["ceiling"] = np.take_along_axis(
+                    evaluation.pad_groups(flat, groups, -np.inf), logged, axis=1
+                )
+            for m, s in scorers.items():
                 for target, (y, rel) in targets.items():
+                    if m == "ceiling" and target != "labels":
+                        continue
                     sm = evaluation.slate_metrics(s, y, KS, rel)
                     for name, v in [*((f"ndcg_at_{k}", sm.ndcg[k]) for k in KS), ("mrr", sm.rr)]:
                         got = acc.setdefault((target, name, m), [0.0, 0.0])

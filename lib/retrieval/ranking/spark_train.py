@@ -31,6 +31,7 @@ from retrieval.ranking.spark_ranker import (
     with_qid,
 )
 from retrieval.spark_tables import exists, read_table, write_table
+from retrieval.synth.oracle import generator_config
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -236,7 +237,9 @@ def ranker_metrics(spark: SparkSession, cfg: Config, methods: list[str], scored:
     against the true grades where known, else the logged labels; and what position-bias correction buys."""
     rk = cfg.ranker
     table = tables.RANKER_TEST_SCORED if scored else tables.RANKER_TEST_SLATES
-    figures = slate_metrics(read_table(spark, cfg.paths.root, table), methods)
+    made = generator_config(cfg.paths.root)  # synthetic data: the generator's click model is the ceiling
+    generator = dataclasses.asdict(made) if made is not None else None
+    figures = slate_metrics(read_table(spark, cfg.paths.root, table), methods, generator)
     target = "truth" if "truth" in figures else "labels"
     main, labels = figures[target], figures["labels"]
     best = main["ndcg_at_10"]
@@ -257,7 +260,13 @@ def ranker_metrics(spark: SparkSession, cfg: Config, methods: list[str], scored:
             f"nDCG@10 against {against} on {main['slates'].get('production', 0):,} test searches: "
             + ", ".join(f"{m} {best[m]:.4f}" for m in methods),
             "nDCG@10 against clicks/purchases: "
-            + ", ".join(f"{m} {labels['ndcg_at_10'][m]:.4f}" for m in methods),
+            + ", ".join(f"{m} {labels['ndcg_at_10'][m]:.4f}" for m in methods)
+            + (
+                f"; ceiling (the generator's click model) {labels['ndcg_at_10']['ceiling']:.4f}"
+                if "ceiling" in labels["ndcg_at_10"]
+                else ""
+            ),
+            *(["against true grades the ceiling is 1 by definition"] if target == "truth" else []),
             "position-bias correction (nDCG@10 gained): "
             + ", ".join(f"{k} {v:+.4f}" for k, v in bias.items()),
         ],

@@ -75,13 +75,36 @@ def _by_cutoff(
     )
 
 
+def _methods(figures: dict[str, Any]) -> list[str]:
+    """The methods of one subset's figures (the other keys are counts and shares)."""
+    return [k for k, v in figures.items() if isinstance(v, dict) and "mrr" in v]
+
+
 def _recall_bars(ev: dict[str, Any], subset: str) -> tuple[bytes, str]:
     figures = ev[subset]
-    methods = [k for k in figures if k != "queries"]
+    methods = _methods(figures)
     ks = [k for k in ("recall_at_10", "recall_at_50", "recall_at_100") if k in figures[methods[0]]]
     title = f"Test co-clicks, {subset} query offers ({figures['queries']:,} queries)"
     png = _by_cutoff(ks, ("recall_at_", "Recall@"), methods, lambda m, k: figures[m].get(k), title, "recall")
     return png, f"Recall@K {subset}"
+
+
+def _ceiling_table(s: Section, ev: dict[str, Any]) -> None:
+    """Each method's Recall@50 as a share of the generator's own ranking (synthetic data only)."""
+    rows = []
+    for subset in ("warm", "cold"):
+        share = ev[subset].get("share_of_ceiling")
+        if share:
+            ceiling = ev[subset]["ceiling"]["recall_at_50"]
+            rows.append([subset, ev[subset]["ceiling_queries"], ceiling, *share.values()])
+            names = list(share)
+    if rows:
+        s.table(
+            ["query offers", "queries", "ceiling Recall@50", *[f"{n} / ceiling" for n in names]],
+            rows,
+            "Recall@50 beside its ceiling: what ranking by the generator's own next-offer probabilities "
+            "achieves on the same queries (ceiling_content: the same knowing only what content shows)",
+        )
 
 
 def candidates_section(m: Metrics, popularity: dict[str, Any] | None) -> Section:
@@ -91,6 +114,7 @@ def candidates_section(m: Metrics, popularity: dict[str, Any] | None) -> Section
         s.missing("train_encoder has not run")
     else:
         s.images([_recall_bars(enc["evaluation"], subset) for subset in ("warm", "cold")])
+        _ceiling_table(s, enc["evaluation"])
     idx = m.get("build_index")
     if idx:
         s.table(

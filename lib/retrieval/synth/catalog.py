@@ -9,6 +9,15 @@ few small arrays (categories, popularity CDF). Structure that later stages are g
   are close substitutes (variants by spec or colour);
 - each leaf category has complement leaves (phone -> phone case), so sessions drift between clusters;
 - product popularity is Zipf(``zipf_a``) by a random rank; offers per product are Zipf-distributed.
+
+Behaviour that no feature shows (``synth.latent_strength``, ``link_share``, ``seller_quality``; see
+``SessionSimulator``), each a hash too:
+
+- every product has latent *taste factors* (``latent``): shoppers moving to a substitute or a
+  complement favour products whose factors agree with the one they leave;
+- every product *fits* one product of each complement leaf (``links``: this case fits that phone);
+- every seller has a *quality* (``seller_quality``) that shifts traffic, clicks and purchases among
+  the offers of one product.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ MASK40 = (1 << 40) - 1
 # Stream ids keep the hashes of different attributes independent.
 S_LEAF_WEIGHT, S_BRAND, S_SERIES, S_COLOUR, S_PRICE, S_NOFFERS, S_SELLER, S_MISSING = range(1, 9)
 S_TITLE, S_OFFER_PRICE, S_UPDATED, S_MISCAT, S_IMAGE, S_SHOT, S_SELLER_STYLE, S_BRAND_NAME = range(9, 17)
+S_LATENT, S_LINK, S_SELLER_QUALITY = range(17, 20)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -119,6 +129,8 @@ class Catalog:
         self._rank_a_inv = pow(self._rank_a, -1, self.n_products) if self.n_products > 1 else 0
         self.offer_count_cdf = zipf_cdf(cfg.max_offers_per_product, cfg.offers_per_product_a)
         self.seller_cdf = zipf_cdf(cfg.sellers, 1.0)
+        self._leaf_cdf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._inverse_rank = 1.0 / np.arange(1, cfg.max_offers_per_product + 1)
 
     @staticmethod
     def _allocate(total: int, weights: np.ndarray) -> np.ndarray:
@@ -216,6 +228,100 @@ class Catalog:
         pick = (cdf < rng.random(len(members))[:, None] * cdf[:, -1:]).sum(axis=1)
         return np.asarray(members[np.arange(len(members)), np.minimum(pick, size - 1)])
 
+    def leaf_products(self, leaf: int) -> np.ndarray:
+        """Product ids of one leaf category, in id order (a leaf's clusters are contiguous): [n] int64."""
+        lo, hi = self.leaf_cluster_start[leaf], self.leaf_cluster_start[leaf + 1]
+        return np.arange(lo * self.cluster_size, min(hi * self.cluster_size, self.n_products), dtype=np.int64)
+
+    # ----- behaviour that no feature shows ------------------------------------------------------
+
+    def latent(self, p: np.ndarray) -> np.ndarray:
+        """Taste factors of products: [n, latent_dim] float64, each N(0, latent_dim^-1/2), so that the
+        affinity ``z_p . z_q`` of two products has unit variance."""
+        p = np.atleast_1d(np.asarray(p, dtype=np.int64))
+        d = self.cfg.latent_dim
+        return np.asarray(normal(self.seed, S_LATENT, p[:, None], np.arange(d)[None, :]) * d**-0.25)
+
+    def move_weights(self, z_from: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Unnormalised probability of moving to each of products ``p`` from a product with factors
+        ``z_from`` [d]: popularity x exp(latent_strength x affinity). [n] float64."""
+        w = self.popularity(p)
+        if self.cfg.latent_strength:
+            w = w * np.exp(self.cfg.latent_strength * (self.latent(p) @ z_from))
+        return np.asarray(w)
+
+    def links(self, p: np.ndarray) -> np.ndarray:
+        """The product each product fits in each of its complement leaves (this case fits that phone):
+        [n, max complements] int64, -1 past a leaf's complements. Drawn by popularity in the complement
+        leaf from a hash of (seed, product, j), so no table holds them."""
+        p = np.atleast_1d(np.asarray(p, dtype=np.int64))
+        width = max(len(c) for c in self.complements)
+        u = unit(self.seed, S_LINK, p[:, None], np.arange(width)[None, :])
+        out = np.full((len(p), width), -1, dtype=np.int64)
+        for i, leaf in enumerate(self.leaf(p)):
+            for j, comp in enumerate(self.complements[int(leaf)]):
+                members, cdf = self._leaf_popularity(comp)
+                r = int(np.searchsorted(cdf, u[i, j] * cdf[-1], side="right"))
+                out[i, j] = members[min(r, len(members) - 1)]
+        return out
+
+    def _leaf_popularity(self, leaf: int) -> tuple[np.ndarray, np.ndarray]:
+        """(products, cumulative popularity) of one leaf, memoised (a few leaves recur constantly)."""
+        hit = self._leaf_cdf.get(leaf)
+        if hit is None:
+            members = self.leaf_products(leaf)
+            hit = self._leaf_cdf[leaf] = (members, np.cumsum(self.popularity(members)))
+        return hit
+
+    def sellers(self, p: np.ndarray, n: np.ndarray | None = None) -> np.ndarray:
+        """Sellers of the offers of products, offer k sold by column k: [n, most offers] int64, -1 past a
+        product's offers. Each drawn from Zipf seller popularity, distinct within a product.
+        ``n``: the products' :meth:`n_offers`, when known."""
+        p = np.atleast_1d(np.asarray(p, dtype=np.int64))
+        n = self.n_offers(p) if n is None else n
+        width = int(n.max()) if len(n) else 0
+        k = np.arange(width)[None, :]
+        u = unit(self.seed, S_SELLER, p[:, None], k)
+        out = np.searchsorted(self.seller_cdf, u, side="right").astype(np.int64) % self.cfg.sellers
+        out[k >= n[:, None]] = -1
+        ordered = np.sort(np.where(out < 0, -1 - k, out), axis=1)
+        for i in np.flatnonzero((np.diff(ordered, axis=1) == 0).any(axis=1)):  # rare: a seller drawn twice
+            row: list[int] = []
+            for s in out[i, : n[i]]:
+                s = int(s)
+                while s in row:  # one seller sells a product once
+                    s = (s + 1) % self.cfg.sellers
+                row.append(s)
+            out[i, : n[i]] = row
+        return out
+
+    def seller_quality(self, s: np.ndarray) -> np.ndarray:
+        """Multiplier of sellers' traffic, clicks and purchases: exp(g q - g^2 / 2) with q ~ N(0, 1) per
+        seller and g = ``seller_quality`` (mean 1, so overall rates stay put); 1 for -1 (no seller)."""
+        s = np.asarray(s, dtype=np.int64)
+        return np.asarray(np.where(s >= 0, self._seller_quality[s], 1.0))
+
+    @cached_property
+    def _seller_quality(self) -> np.ndarray:
+        g = self.cfg.seller_quality
+        q = normal(self.seed, S_SELLER_QUALITY, np.arange(self.cfg.sellers))
+        return np.asarray(np.exp(g * q - g * g / 2.0))
+
+    def offer_traffic(self, p: np.ndarray, n: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each offer's share of its product's traffic, 1 / (k + 1) (the first offers are the better
+        placed) x its seller's quality, normalised per product; and the quality multipliers. Both
+        [n, most offers] float64, 0 past a product's offers. ``n``: the products' :meth:`n_offers`."""
+        p = np.atleast_1d(np.asarray(p, dtype=np.int64))
+        n = self.n_offers(p) if n is None else n
+        width = int(n.max()) if len(n) else 0
+        real = np.arange(width)[None, :] < n[:, None]
+        if self.cfg.seller_quality:
+            quality = np.where(real, self.seller_quality(self.sellers(p, n)), 0.0)
+        else:
+            quality = real.astype(np.float64)
+        w = quality * self._inverse_rank[:width]
+        return w / w.sum(axis=1, keepdims=True), quality
+
     def brand(self, p: np.ndarray) -> list[str]:
         c = self.cluster(p)
         tops = self.leaf_top[self.leaf_of_cluster(c)]
@@ -286,6 +392,15 @@ class Catalog:
         mult, xor = self._offer_scramble
         y = ((x * mult) & _U64(MASK40)) ^ xor
         return y.astype(np.int64)
+
+    def offer_product(self, offer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse of :meth:`offer_id`: (product, k) of offers, [n] int64 each."""
+        mult, xor = self._offer_scramble
+        inverse = _U64(pow(int(mult), -1, 1 << 40))
+        y = np.asarray(offer_ids, dtype=np.int64).astype(_U64).reshape(-1) ^ xor
+        x = ((y * inverse) & _U64(MASK40)).astype(np.int64)
+        cap = self.cfg.max_offers_per_product
+        return x // cap, x % cap
 
     def relation_grade(self, intent: int, p: np.ndarray) -> np.ndarray:
         """True relevance of products ``p`` to a shopper who wants product ``intent``: [n] int8.

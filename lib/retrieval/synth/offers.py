@@ -17,7 +17,6 @@ from retrieval.synth.catalog import (
     S_MISCAT,
     S_MISSING,
     S_OFFER_PRICE,
-    S_SELLER,
     S_SELLER_STYLE,
     S_SHOT,
     S_TITLE,
@@ -80,19 +79,6 @@ def seller_title(t: dict[str, str], style: np.ndarray, u: np.ndarray) -> str:
     return title
 
 
-def _sellers(cat: Catalog, p: int, n: int) -> list[int]:
-    """Distinct sellers of the ``n`` offers of product ``p``, each drawn from Zipf seller popularity."""
-    out: list[int] = []
-    u = unit(cat.seed, S_SELLER, p, np.arange(n))
-    picks = np.searchsorted(cat.seller_cdf, u, side="right")
-    for s in picks:
-        s = int(s) % cat.cfg.sellers
-        while s in out:  # one seller sells a product once
-            s = (s + 1) % cat.cfg.sellers
-        out.append(s)
-    return out
-
-
 def generate_offers(cat: Catalog, lo: int, hi: int, block: int) -> pa.Table:
     """Offers of products ``[lo, hi)`` plus this block's injected bad offer rows.
 
@@ -108,9 +94,8 @@ def generate_offers(cat: Catalog, lo: int, hi: int, block: int) -> pa.Table:
     offer_ids = cat.offer_id(prod, k)
     leaves = cat.leaf(prod)
     tops = cat.leaf_top[leaves]
-    sellers: list[int] = []
-    for p, c in zip(products, counts, strict=True):
-        sellers.extend(_sellers(cat, int(p), int(c)))
+    table = cat.sellers(products)
+    sellers = table[np.arange(table.shape[1])[None, :] < counts[:, None]].tolist()  # row-major: by product, k
     product_tokens = dict(zip(products.tolist(), cat.tokens(products), strict=True))
     styles = unit(seed, S_SELLER_STYLE, np.asarray(sellers, dtype=np.int64)[:, None], np.arange(6)[None, :])
     own = unit(seed, S_TITLE, offer_ids[:, None], np.arange(6)[None, :])

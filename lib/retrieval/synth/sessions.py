@@ -8,6 +8,11 @@ clicks follow a position-based model, P(click) = examination(position) x attract
 with examination(p) = p^-eta; carts and purchases depend on the true grade. The truth (grades of every
 listed offer, the examination curve) is returned beside the events, never inside them.
 
+Behaviour that no feature shows steers the shopper (``Catalog``: each with a strength in ``synth``):
+a move to a substitute or a complement favours products whose latent taste factors agree with the
+current one's, a share of complement moves goes to the one product the current one fits, and a
+seller's quality scales its offers' share of views, their clicks and their purchases.
+
 Bad rows are injected as *extra* rows (copies of clean rows with a defect, or whole bot sessions), so
 the clean log is exactly what the truth describes and every injected row is counted by its kind.
 """
@@ -15,6 +20,7 @@ the clean log is exactly what the truth describes and every injected row is coun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +63,48 @@ BOT_MIN_EVENTS, BOT_MAX_EVENTS = 1200, 2500
 def examination(positions: np.ndarray, eta: float) -> np.ndarray:
     """True examination probability of 1-based positions: p^-eta. [n] float64."""
     return np.asarray(np.asarray(positions, dtype=np.float64) ** -eta)
+
+
+def click_probability(positions: np.ndarray, grade: np.ndarray, appeal: np.ndarray, eta: float) -> np.ndarray:
+    """True click probability of listed offers: examination(position) x attractiveness(grade) x their
+    appeal (seller quality and the shopper's taste, ``SessionSimulator._listing``), at most 1. [n]"""
+    return np.asarray(np.minimum(examination(positions, eta) * ATTRACTIVENESS[grade] * appeal, 1.0))
+
+
+def _choose(rng: np.random.Generator, items: np.ndarray, weights: np.ndarray) -> int:
+    """One of ``items`` with probability proportional to ``weights`` (one uniform draw)."""
+    cdf = np.cumsum(weights)
+    return int(items[min(int((cdf < rng.random() * cdf[-1]).sum()), len(items) - 1)])
+
+
+class _Product:
+    """What the shopper model needs of one product (``SessionSimulator._product``), each part computed
+    when first asked for: with a flat popularity most products a block meets are met once."""
+
+    def __init__(self, cat: Catalog, p: int) -> None:
+        self.cat, self.p = cat, p
+        self.leaf = int(cat.leaf(np.array([p]))[0])
+        self.cluster = p // cat.cluster_size
+
+    @cached_property
+    def z(self) -> np.ndarray:
+        """[latent_dim] taste factors."""
+        return self.cat.latent(np.array([self.p]))[0]
+
+    @cached_property
+    def offers(self) -> np.ndarray:
+        """[n] int64; offer k is sold by the product's seller k."""
+        n = int(self.cat.n_offers(np.array([self.p]))[0])
+        return self.cat.offer_id(np.full(n, self.p), np.arange(n))
+
+    @cached_property
+    def tokens(self) -> dict[str, str]:
+        return self.cat.tokens(np.array([self.p]))[0]
+
+    @cached_property
+    def links(self) -> np.ndarray:
+        """The product it fits in each complement leaf (``Catalog.links``), -1 padded."""
+        return self.cat.links(np.array([self.p]))[0]
 
 
 @dataclass
@@ -109,30 +157,66 @@ class SessionSimulator:
     def __init__(self, cat: Catalog) -> None:
         self.cat = cat
         self.cfg = cat.cfg
-        cap = self.cfg.max_offers_per_product
-        self._harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, cap + 1))])
-        self._cache: dict[int, tuple[int, int, np.ndarray, dict[str, str]]] = {}
+        self._cache: dict[int, _Product] = {}
+        self._traffic: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # product -> offers' (cdf, quality)
+        self._leaves: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # ----- per-product facts, memoised (popular products recur constantly) -------------------
 
-    def _product(self, p: int) -> tuple[int, int, np.ndarray, dict[str, str]]:
+    def _product(self, p: int) -> _Product:
         hit = self._cache.get(p)
         if hit is None:
-            arr = np.array([p])
-            n = int(self.cat.n_offers(arr)[0])
-            offers = self.cat.offer_id(np.full(n, p), np.arange(n))
-            hit = (int(self.cat.leaf(arr)[0]), p // self.cat.cluster_size, offers, self.cat.tokens(arr)[0])
+            hit = _Product(self.cat, p)
             if len(self._cache) > 200_000:
                 self._cache.clear()
             self._cache[p] = hit
         return hit
 
-    def _offers_for(self, rng: np.random.Generator, products: np.ndarray) -> np.ndarray:
-        """One offer per product, by within-product traffic share (1/(k+1)): [n] int64."""
-        n = self.cat.n_offers(products)
-        target = rng.random(len(products)) * self._harmonic[n]
-        k = np.minimum(np.searchsorted(self._harmonic[1:], target, side="right"), n - 1)
-        return self.cat.offer_id(products, k)
+    def _leaf(self, leaf: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(products, popularity, taste factors) of one leaf, memoised (products are ``products[0] + i``)."""
+        hit = self._leaves.get(leaf)
+        if hit is None:
+            members = self.cat.leaf_products(leaf)
+            hit = self._leaves[leaf] = (members, self.cat.popularity(members), self.cat.latent(members))
+        return hit
+
+    def _move_weights(self, popularity: np.ndarray, z: np.ndarray, p: int) -> np.ndarray:
+        """Unnormalised probability of moving from product ``p`` to products of popularity [n] and taste
+        factors [n, d]: popularity x exp(latent_strength x affinity) (``Catalog.move_weights``)."""
+        beta = self.cfg.latent_strength
+        if not beta:
+            return popularity
+        return np.asarray(popularity * np.exp(beta * (z @ self._product(p).z)))
+
+    def _traffic_rows(self, products: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per product, its offers' cumulative traffic share and seller quality multipliers, each
+        [max_offers_per_product] (cdf inf and quality 0 past its offers), memoised; computed for every
+        product not met before in one call (``Catalog.offer_traffic``)."""
+        cache, cap = self._traffic, self.cfg.max_offers_per_product
+        cache, cap = self._traffic, self.cfg.max_offers_per_product
+        missing = np.unique(np.array([p for p in products if p not in cache], dtype=np.int64))
+        if len(missing):
+            n = self.cat.n_offers(missing)
+            traffic, quality = self.cat.offer_traffic(missing, n)
+            cdf = np.full((len(missing), cap), np.inf)  # past a product's offers: never below a uniform
+            cdf[:, : traffic.shape[1]] = np.where(traffic > 0, np.cumsum(traffic, axis=1), np.inf)
+            cdf[np.arange(len(missing)), n - 1] = np.inf  # the last offer takes what rounding leaves
+            padded = np.zeros((len(missing), cap))
+            padded[:, : quality.shape[1]] = quality
+            if len(cache) > 200_000:
+                cache.clear()
+            for i, p in enumerate(missing.tolist()):
+                cache[p] = (cdf[i], padded[i])
+        return [cache[p] for p in products]
+
+    def _offers_for(self, rng: np.random.Generator, products: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One offer per product, by within-product traffic share (``Catalog.offer_traffic``): the
+        offers [n] int64 and their sellers' quality multipliers [n] float64."""
+        rows = self._traffic_rows(products.tolist())
+        cdf = np.array([r[0] for r in rows]).reshape(len(rows), self.cfg.max_offers_per_product)
+        k = (cdf < rng.random(len(rows))[:, None]).sum(axis=1)
+        quality = np.array([r[1][i] for r, i in zip(rows, k.tolist(), strict=True)], dtype=np.float64)
+        return self.cat.offer_id(products, k), quality
 
     # ----- the shopper ------------------------------------------------------------------------
 
@@ -154,10 +238,14 @@ class SessionSimulator:
             text = text[:i] + text[i + 1 :]
         return text
 
-    def _listing(self, rng: np.random.Generator, intent: int) -> tuple[np.ndarray, np.ndarray]:
-        """Offers a search for ``intent`` shows, in production order, with their true grades."""
+    def _listing(self, rng: np.random.Generator, intent: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Offers a search for ``intent`` shows, in production order, with their true grades and their
+        appeal: the multiplier of their attractiveness, their seller's quality x, for other products
+        than the intent, the shopper's taste for them (exp(latent_strength x affinity - strength^2 / 2),
+        mean 1)."""
         cfg, cat = self.cfg, self.cat
-        leaf, cluster, own_offers, _ = self._product(intent)
+        own = self._product(intent)
+        leaf, cluster, own_offers = own.leaf, own.cluster, own.offers
         length = int(np.exp(rng.uniform(np.log(cfg.listing_min), np.log(cfg.listing_max + 1))))
         length = min(max(length, cfg.listing_min), cfg.listing_max)
         parts = [np.repeat(intent, min(3, len(own_offers)))]
@@ -168,9 +256,10 @@ class SessionSimulator:
             parts.append(self.cat.sample_in_leaf(rng, comp, max(1, length // 20)))
         products = np.concatenate(parts).astype(np.int64)
         offers = np.empty(len(products), dtype=np.int64)
+        quality = np.empty(len(products), dtype=np.float64)
         k0 = min(3, len(own_offers))
-        offers[:k0] = own_offers[:k0]
-        offers[k0:] = self._offers_for(rng, products[k0:])
+        offers[:k0], quality[:k0] = own_offers[:k0], self._traffic_rows([intent])[0][1][:k0]
+        offers[k0:], quality[k0:] = self._offers_for(rng, products[k0:])
         # Fill with loosely matched offers (global popularity) until the listing has `length` distinct
         # offers; a popular product drawn twice yields one offer, hence the loop.
         for _ in range(20):
@@ -178,30 +267,45 @@ class SessionSimulator:
             if len(first) >= length:
                 break
             extra = cat.sample_products(rng, length)
+            extra_offers, extra_quality = self._offers_for(rng, extra)
             products = np.concatenate([products, extra])
-            offers = np.concatenate([offers, self._offers_for(rng, extra)])
+            offers, quality = np.concatenate([offers, extra_offers]), np.concatenate([quality, extra_quality])
         keep = np.sort(first)[:length]  # distinct offers, the better-matched ones first
-        products, offers = products[keep], offers[keep]
+        products, offers, quality = products[keep], offers[keep], quality[keep]
         grade = cat.relation_grade(intent, products)
+        beta = cfg.latent_strength
+        if beta:  # shoppers click what suits their taste among what they are shown (not the intent itself)
+            others = products != intent
+            affinity = cat.latent(products[others]) @ self._product(intent).z
+            quality[others] *= np.exp(beta * affinity - beta * beta / 2.0)
         score = (
             grade
             + PROD_POPULARITY_WEIGHT * np.log(cat.popularity(products))
             + cfg.production_noise * rng.standard_normal(len(products))
         )
         order = np.argsort(-score, kind="stable")
-        return offers[order], grade[order]
+        return offers[order], grade[order], quality[order]
 
     def _drift(self, rng: np.random.Generator, p: int) -> int:
-        leaf, cluster, _, _ = self._product(p)
+        """The next intent after ``p``: ``p`` again, a substitute, a complement or something new (DRIFT);
+        substitutes and complements by popularity x exp(latent_strength x taste affinity), a share
+        ``link_share`` of complement moves to the product ``p`` fits."""
+        cfg, cat, f = self.cfg, self.cat, self._product(p)
         move = int(np.searchsorted(np.cumsum(DRIFT), rng.random(), side="right"))
         if move == 0:
             return p
         if move == 1:
-            return int(self.cat.sample_in_clusters(rng, np.array([cluster]))[0])
-        if move == 2 and self.cat.complements[leaf]:
-            comp = self.cat.complements[leaf][int(rng.integers(len(self.cat.complements[leaf])))]
-            return int(self.cat.sample_in_leaf(rng, comp, 1)[0])
-        return int(self.cat.sample_products(rng, 1)[0])
+            members, popularity, z = self._leaf(f.leaf)
+            lo = f.cluster * cat.cluster_size - int(members[0])
+            at = slice(lo, lo + cat.cluster_size)  # the cluster's products, p among them
+            return _choose(rng, members[at], self._move_weights(popularity[at], z[at], p))
+        if move == 2 and cat.complements[f.leaf]:
+            j = int(rng.integers(len(cat.complements[f.leaf])))
+            if cfg.link_share and rng.random() < cfg.link_share:
+                return int(f.links[j])
+            members, popularity, z = self._leaf(cat.complements[f.leaf][j])
+            return _choose(rng, members, self._move_weights(popularity, z, p))
+        return int(cat.sample_products(rng, 1)[0])
 
     def _session(self, rng: np.random.Generator, sid: str, log: _Log, rel: dict[str, list]) -> None:
         cfg = self.cfg
@@ -211,21 +315,26 @@ class SessionSimulator:
         last_offer = -1
         n_search = 0
         for _ in range(steps):
-            _, _, offers, tokens = self._product(intent)
+            facts = self._product(intent)
+            offers = facts.offers
             if rng.random() < cfg.search_prob:
                 qid = f"{sid}-q{n_search}"
                 n_search += 1
-                listing, grade = self._listing(rng, intent)
+                listing, grade, appeal = self._listing(rng, intent)
                 log.add(
-                    sid, t, "search", qid=qid, text=self._query_text(rng, tokens), listing=listing.tolist()
+                    sid,
+                    t,
+                    "search",
+                    qid=qid,
+                    text=self._query_text(rng, facts.tokens),
+                    listing=listing.tolist(),
                 )
                 rel["query_id"].extend([qid] * len(listing))
                 rel["offer_id"].extend(listing.tolist())
                 rel["grade"].extend(grade.tolist())
                 positions = np.arange(1, len(listing) + 1)
-                clicked = (
-                    rng.random(len(listing))
-                    < examination(positions, cfg.examination_eta) * ATTRACTIVENESS[grade]
+                clicked = rng.random(len(listing)) < click_probability(
+                    positions, grade, appeal, cfg.examination_eta
                 )
                 for i in np.flatnonzero(clicked):
                     t += 2.0 + rng.exponential(15.0)
@@ -234,19 +343,15 @@ class SessionSimulator:
                     if rng.random() < P_CART[g]:
                         t += 2.0 + rng.exponential(20.0)
                         log.add(sid, t, "cart", offer=offer, qid=qid)
-                        if rng.random() < P_PURCHASE[g]:
+                        if rng.random() < P_PURCHASE[g] * appeal[i]:
                             t += 5.0 + rng.exponential(60.0)
                             log.add(sid, t, "purchase", offer=offer, qid=qid)
                     last_offer = offer
                 if clicked.any() and rng.random() < P_FOLLOW_CLICK:
-                    intent = self._product_of_offer(intent, listing, grade, last_offer)
+                    intent = self._product_of_offer(intent, last_offer)
             else:
-                w = 1.0 / np.arange(1, len(offers) + 1)
-                k = int(
-                    np.searchsorted(np.cumsum(w) / w.sum(), rng.random(), side="right").clip(
-                        0, len(offers) - 1
-                    )
-                )
+                cdf, quality = self._traffic_rows([intent])[0]
+                k = int((cdf < rng.random()).sum())
                 if offers[k] == last_offer and len(offers) > 1:  # a repeat view compares another seller
                     k = (k + 1 + int(rng.integers(len(offers) - 1))) % len(offers)
                 last_offer = int(offers[k])
@@ -254,29 +359,24 @@ class SessionSimulator:
                 if rng.random() < 0.02:
                     t += 2.0 + rng.exponential(20.0)
                     log.add(sid, t, "cart", offer=last_offer)
-                    if rng.random() < 0.3:
+                    if rng.random() < 0.3 * quality[k]:
                         t += 5.0 + rng.exponential(60.0)
                         log.add(sid, t, "purchase", offer=last_offer)
             intent = self._drift(rng, intent)
             t += 2.0 + rng.exponential(25.0)
 
-    def _product_of_offer(self, intent: int, listing: np.ndarray, grade: np.ndarray, offer: int) -> int:
-        """The product behind a clicked offer, found among the intent's cluster (grades 2-3) only.
-
-        Clicks on other offers keep the intent (a shopper who clicked a phone case while looking for
-        a phone still wants a phone); this keeps the truth cheap to compute without a reverse index.
-        """
-        for p in self.cat.cluster_products(intent // self.cat.cluster_size):
-            if offer in self._product(int(p))[2]:
-                return int(p)
-        return intent
+    def _product_of_offer(self, intent: int, offer: int) -> int:
+        """The product behind a clicked offer where it is in the intent's cluster (grades 2-3), else the
+        intent: a shopper who clicked a phone case while looking for a phone still wants a phone."""
+        p = int(self.cat.offer_product(np.array([offer]))[0][0])
+        return p if p // self.cat.cluster_size == intent // self.cat.cluster_size else intent
 
     def _bot(self, rng: np.random.Generator, sid: str, log: _Log) -> None:
         """A scraper: thousands of views of arbitrary offers, a few per second."""
         n = int(rng.integers(BOT_MIN_EVENTS, BOT_MAX_EVENTS + 1))
         t0 = float(rng.uniform(0, self.cfg.days * 86400.0 - 7200.0))
         times = t0 + np.cumsum(0.1 + rng.exponential(0.4, size=n))
-        offers = self._offers_for(rng, rng.integers(0, self.cat.n_products, size=n))
+        offers, _ = self._offers_for(rng, rng.integers(0, self.cat.n_products, size=n))
         for t, o in zip(times, offers, strict=True):
             log.add(sid, float(t), "view", offer=int(o))
 

@@ -95,10 +95,12 @@ class TrainingRun:
             rank=self.rank,
         )
 
-    def finish(self, model: Any, extra: dict[str, Any], feed: Any) -> dict[str, Any]:
-        """Rank 0 saves the final model (``save_model``, with ``extra`` in its config); the process group
-        closes; the summary every rank returns."""
-        checkpoints.finish(self.rank, lambda: save_model(model.cpu(), self.model_dir, extra))
+    def finish(
+        self, model: Any, extra: dict[str, Any], feed: Any, save: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Rank 0 saves the final model (``save_model``, with ``extra`` in its config, or ``save()``);
+        the process group closes; the summary every rank returns."""
+        checkpoints.finish(self.rank, save or (lambda: save_model(model.cpu(), self.model_dir, extra)))
         return {
             "history": extra["history"],
             "world": self.world,
