@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     print("baselines:", json.dumps(reference), flush=True)
     best, best_pairs = cfg.encoder, cfg.pairs
     runs: list[dict[str, Any]] = []
-    splits = {dataclasses.astuple(best_pairs): split}
+    splits = {repr(best_pairs): split}
 
     def trial(enc: Any, pairs: Any, note: dict[str, Any]) -> float:
-        key = dataclasses.astuple(pairs)
+        key = repr(pairs)
         if key not in splits:
             splits[key] = validation_split(
                 dataclasses.replace(market, cfg=dataclasses.replace(cfg, pairs=pairs)), args.validation_days

@@ -299,10 +299,13 @@ def run_stage(stage: str, sets: list[str], root: str, log_dir: str) -> dict[str,
 
 # The figures of quality kept per rung, beside the costs.
 QUALITY = {
-    "train_encoder": ("recall_at_50", "cold_recall_at_50", "examples_per_s", "training"),
+    "train_encoder": ("recall_at_50", "cold_recall_at_50", "share_of_ceiling", "examples_per_s", "training"),
     "precompute_recs": (
         "recall_at_20_test_pairs",
         "recall_at_20_baselines",
+        "recall_at_20_test_pairs_ceiling",
+        "share_of_ceiling",
+        "duplicate_products",
         "catalog_coverage",
         "recomputed",
         "patched",

@@ -38,8 +38,9 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     path = encoder_dir(root, e.model)
     version = os.path.basename(path.rstrip("/"))
     offers = read_table(spark, root, tables.OFFERS)
-    warm = warm_offers(read_table(spark, root, tables.PAIRS))
-    bc = broadcast_model(spark, load_model(OfferTower, path))
+    model = load_model(OfferTower, path)
+    warm = warm_offers(read_table(spark, root, tables.PAIRS), model.cfg.min_id_pairs)
+    bc = broadcast_model(spark, model)
 
     def embed(rows: Any) -> Any:
         return embed_offers(rows, warm, bc, version, e.batch_size, e.threads, e.use_gpu)

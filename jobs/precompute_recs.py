@@ -27,7 +27,7 @@ from retrieval.config import Config
 from retrieval.index import spark_index as si
 from retrieval.index.recs import recs_metrics
 from retrieval.index.spark_incremental import updated_recs
-from retrieval.spark_evaluation import duplicate_products, recs_recall
+from retrieval.spark_evaluation import collapse_quality, recs_recall
 from retrieval.spark_tables import exists, read_table, write_table
 from retrieval.synth.oracle import ceiling_rankings
 
@@ -45,7 +45,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     uri, manifest = si.current(root)
     nprobe = ix.nprobe or manifest.nprobe or 16  # pinned, else the one build_index chose
     live = read_table(spark, root, tables.OFFERS).where(~F.coalesce(F.col("deleted"), F.lit(False)))
-    keys = si.product_keys(live).cache()
+    keys = si.product_keys(live, r.match_price_band, r.match_min_tokens, r.match_look_distance).cache()
     embeddings = read_table(spark, root, tables.EMBEDDINGS)
 
     def neighbours(queries: DataFrame, k: int, probe_factor: int = 1) -> DataFrame:
@@ -71,11 +71,11 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     stats = si.recs_stats(recs, embeddings.count(), r.k)
     pairs, ceiling = read_table(spark, root, tables.PAIRS), ceiling_rankings(root, carousels=True)
     recall = recs_recall(recs, pairs, keys, r.eval_queries, cfg.seed, r.k, ceiling, r.ceiling_queries)
-    keys.unpersist()
-    duplicates = None
+    truth = None  # synthetic data: the generator's truth grades the product collapse
     if exists(root, tables.TRUTH_OFFER_PRODUCT):
-        duplicates = duplicate_products(recs, read_table(spark, root, tables.TRUTH_OFFER_PRODUCT))
-    out = recs_metrics(stats, recall, r.k, r.mode, recomputed, patched, duplicates)
+        truth = collapse_quality(recs, live, keys, read_table(spark, root, tables.TRUTH_OFFER_PRODUCT))
+    keys.unpersist()
+    out = recs_metrics(stats, recall, r.k, r.mode, recomputed, patched, truth)
     return {**out, "index_version": manifest.version, "outputs": {"recs": recs_uri}}
 
 

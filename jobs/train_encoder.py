@@ -5,13 +5,12 @@
 Featurizes every offer (hashed title words and character n-grams, category, price bucket, seller,
 offer id), materialises the training pairs with both sides' features as parquet, and trains the
 tower with sampled softmax over in-batch negatives (logQ-corrected) in `training.num_processes` DDP
-processes fed by the `training.feed` reader; a checkpoint per epoch under models/encoder/runs/<config hash>/; the final weights are published
-to models/encoder/<weights hash>/, the version that embeddings, the index and the recs name.
-With `encoder.baseline` a content-only tower (content_trained) trains beside it on the same batches,
-published to models/encoder_content/. Then Recall@{10,50,100} and MRR on the test pairs for the
-encoder, the same model without id embeddings (content_only), content_trained, item co-occurrence and
-popularity, for warm and for cold query offers; on the synthetic marketplace also the generator's own
-ranking (the ceiling, and what content alone can know of it), on `encoder.ceiling_queries` of them.
+processes fed by the `training.feed` reader; a checkpoint per epoch under models/encoder/runs/<config
+hash>/; the weights are published to models/encoder/<weights hash>/, which the embeddings name.
+With `encoder.baseline` a content-only tower (content_trained, models/encoder_content/) trains beside
+it on the same batches. Then Recall@{10,50,100} and MRR on the test pairs for the encoder, it without
+ids (content_only), content_trained, co-occurrence and popularity, for warm and cold query offers; on
+the synthetic marketplace also the generator's own ranking (the ceiling, and content alone's part).
 """
 
 from __future__ import annotations
@@ -24,7 +23,12 @@ from retrieval.artifacts import content_version, publish_towers, run_dir
 from retrieval.cli import job_main
 from retrieval.config import Config, runtime
 from retrieval.encoder.model import OfferTower, TowerConfig, TowerSet
-from retrieval.encoder.spark_encoder import featurize_offers, training_examples, uniform_pool
+from retrieval.encoder.spark_encoder import (
+    featurize_offers,
+    training_examples,
+    uniform_pool,
+    with_trained_ids,
+)
 from retrieval.encoder.spark_eval import encoder_metrics, evaluate_encoder
 from retrieval.encoder.worker import EncoderWorkerArgs, towers, train_worker
 from retrieval.spark_tables import read_table, write_table
@@ -41,7 +45,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     offers, pairs = read_table(spark, root, tables.OFFERS), read_table(spark, root, tables.PAIRS)
     tower = TowerConfig.from_section(enc)
     write_table(featurize_offers(offers, tower.vocab), root, tables.ENCODER_FEATURES)
-    features = read_table(spark, root, tables.ENCODER_FEATURES)
+    features = with_trained_ids(read_table(spark, root, tables.ENCODER_FEATURES), pairs, enc.min_id_pairs)
     examples = training_examples(pairs, features).repartition(max(4, 2 * rt.num_processes))
     outputs = {"encoder/train_examples": write_table(examples, root, tables.ENCODER_EXAMPLES)}
     n_examples = read_table(spark, root, tables.ENCODER_EXAMPLES).count()

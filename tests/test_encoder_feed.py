@@ -27,7 +27,8 @@ def worker_args(examples: str, model_dir: str, feed: str = "arrow", epochs: int 
     from retrieval.encoder.worker import EncoderWorkerArgs
 
     tower = TowerConfig(dim=16, embed_dim=8, hidden=16, vocab=SMALL)
-    enc = EncoderSection(dim=16, embed_dim=8, hidden=16, epochs=epochs, batch_size=40)
+    # in-batch negatives: mixed ones need the uniform pool train_encoder writes (tests/test_train_encoder)
+    enc = EncoderSection(dim=16, embed_dim=8, hidden=16, epochs=epochs, batch_size=40, negatives="in_batch")
     args = EncoderWorkerArgs(
         examples=examples,
         model_dir=model_dir,
@@ -167,7 +168,7 @@ def test_torch_distributor_trains_two_processes_and_resumes(
     assert first["world"] == 2 and [h["epoch"] for h in first["history"]] == [0, 1]
     assert all(h["steps"] == first["steps_per_epoch"] > 0 for h in first["history"])
     assert sorted(os.listdir(os.path.join(model_dir, "checkpoints"))) == ["epoch-0000.pt", "epoch-0001.pt"]
-    assert load_model(OfferTower, model_dir).cfg.dim == 16
+    assert load_model(OfferTower, os.path.join(model_dir, "encoder")).cfg.dim == 16
     # continue to a third epoch from the last checkpoint: epochs 0 and 1 are not run again
     again = TorchDistributor(num_processes=2, local_mode=True, use_gpu=False).run(
         train_worker, {**args, "encoder": {**args["encoder"], "epochs": 3}, "resume": True}
@@ -200,7 +201,7 @@ def test_training_reads_and_writes_through_storage_uris(examples: dict[str, Any]
         assert storage.list_files(f"{root}/model/checkpoints") == [f"{root}/model/checkpoints/epoch-0000.pt"]
         again = train_worker({**args, "encoder": {**args["encoder"], "epochs": 2}, "resume": True})
         assert [h["epoch"] for h in again["history"]] == [0, 1] and again["history"][0] == first["history"][0]
-        assert load_model(OfferTower, f"{root}/model").cfg.dim == 16
+        assert load_model(OfferTower, f"{root}/model/encoder").cfg.dim == 16
     finally:
         fsspec.filesystem("memory").rm("/train-uris", recursive=True)
 

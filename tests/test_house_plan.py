@@ -97,7 +97,9 @@ def test_the_registry_writes_what_the_table_contracts_say_their_producers_write(
         assert name in writers, f"no stage writes {name}"
         assert contract.producer.split(" ")[0] == writers[name], name
     names = (
-        set(tables.CONTRACTS) | set(stages.ARTIFACTS) | {"encoder/offer_features", "encoder/train_examples"}
+        set(tables.CONTRACTS)
+        | set(stages.ARTIFACTS)
+        | {"encoder/offer_features", "encoder/train_examples", "encoder/uniform_pool"}
     )
     for stage in stages.STAGES:
         unknown = set(stage.reads + stage.writes + stage.optional_reads) - names

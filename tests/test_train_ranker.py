@@ -24,7 +24,11 @@ def test_learned_rankers_beat_the_logged_order(ranked: dict[str, Any], trained: 
     assert missing_keys("train_ranker", read_stage_metrics(trained["root"], "train_ranker")) == []
     truth = ranked["ndcg_at_10"]
     methods = {"production", "bm25", "xgb", "xgb_unbiased", "dnn_ndcg_loss2pp", "dnn_neural_ndcg"}
-    assert set(truth) == methods == set(ranked["ndcg_at_10_labels"]) == set(ranked["mrr"])
+    assert set(truth) == methods == set(ranked["mrr"])
+    # against the logged labels, the generator's own click model ranks too: the ceiling of that metric
+    labels = ranked["ndcg_at_10_labels"]
+    assert set(labels) == methods | {"ceiling"}
+    assert labels["ceiling"] > max(v for m, v in labels.items() if m != "ceiling")
     assert ranked["against"] == "true grades"
     # honest margins, all measured on the same test searches in this run
     assert truth["xgb"] > truth["production"] + 0.05

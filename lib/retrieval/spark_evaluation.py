@@ -42,16 +42,15 @@ def sample_queries(pairs: DataFrame, n: int, seed: int) -> tuple[np.ndarray, lis
     return np.array([r["query_offer_id"] for r in rows], dtype=np.int64), [set(r["items"]) for r in rows]
 
 
-def warm_offers(pairs: DataFrame) -> DataFrame:
-    """Offers with training pairs (as query or item): the ones whose id embedding has been trained."""
+def warm_offers(pairs: DataFrame, min_pairs: int = 1) -> DataFrame:
+    """Offers with at least ``min_pairs`` training pairs (pairs run both ways, so as query and as item
+    alike): the ones whose id embedding has been trained (``encoder.min_id_pairs``)."""
     from pyspark.sql import functions as F
 
-    train = pairs.where(F.col("split") == "train")
-    return (
-        train.select(F.col("query_offer_id").alias("offer_id"))
-        .union(train.select(F.col("item_offer_id").alias("offer_id")))
-        .distinct()
-    )
+    train = pairs.where(F.col("split") == "train").select(F.col("query_offer_id").alias("offer_id"))
+    if min_pairs <= 1:
+        return train.distinct()
+    return train.groupBy("offer_id").count().where(F.col("count") >= min_pairs).select("offer_id")
 
 
 def cooccurrence_top_k(pairs: DataFrame, query_ids: np.ndarray, k: int) -> np.ndarray:
@@ -194,3 +193,51 @@ def duplicate_products(recs: DataFrame, truth: DataFrame) -> dict[str, float | i
         "share": round(float(row["share"]), 4),
         "repeated_slots": round(float(row["repeats"]), 3),
     }
+
+
+def matching_quality(offers: DataFrame, keys: DataFrame, truth: DataFrame) -> dict[str, Any]:
+    """How well offers without a product_id were matched to the catalogue's products
+    (``index.matching``), against the generator's truth (``truth/offer_product``): precision (matches
+    to the right product, of all matches) and recall (of the offers whose product the catalogue knows
+    through another offer), overall and by how they were matched."""
+    from pyspark.sql import functions as F
+
+    true = truth.select("offer_id", F.col("product_id").alias("_true"))
+    known = (
+        offers.where(F.col("product_id").isNotNull())
+        .select(F.col("product_id").alias("_true"))
+        .distinct()
+        .withColumn("_known", F.lit(True))
+    )
+    rows = (
+        offers.where(F.col("product_id").isNull())
+        .select("offer_id")
+        .join(keys.select("offer_id", "key", "matched_by"), "offer_id")
+        .join(true, "offer_id")
+        .join(known, "_true", "left")
+        .withColumn("_right", F.col("key") == F.concat(F.lit("p"), F.col("_true").cast("string")))
+        .groupBy("matched_by")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.col("_right").cast("int")).alias("right"),
+            F.sum(F.coalesce(F.col("_known"), F.lit(False)).cast("int")).alias("matchable"),
+        )
+        .collect()
+    )
+    by = {r["matched_by"]: r for r in rows}
+    matched = sum(r["n"] for m, r in by.items() if m is not None)
+    right = sum(r["right"] for m, r in by.items() if m is not None)
+    matchable = sum(r["matchable"] for r in rows)
+    return {
+        "offers_without_product_id": sum(r["n"] for r in rows),
+        "matchable": matchable,
+        "matched": {m: r["n"] for m, r in by.items() if m is not None},
+        "precision": round(right / matched, 4) if matched else None,
+        "recall": round(right / matchable, 4) if matchable else None,
+    }
+
+
+def collapse_quality(recs: DataFrame, offers: DataFrame, keys: DataFrame, truth: DataFrame) -> dict[str, Any]:
+    """The product collapse graded by the generator's truth: {"duplicates": :func:`duplicate_products`,
+    "matching": :func:`matching_quality`}."""
+    return {"duplicates": duplicate_products(recs, truth), "matching": matching_quality(offers, keys, truth)}

@@ -24,6 +24,7 @@ from typing import Any
 ARTIFACTS = (
     "models/position_bias",
     "models/encoder",
+    "models/encoder_content",
     "models/ranker",
     "models/reranker",
     "models/visual",

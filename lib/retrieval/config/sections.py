@@ -273,11 +273,14 @@ class EncoderHyper:
     embed_dim: int = 64  # size of each input embedding
     hidden: int = 256  # MLP hidden layer on top of the concatenated inputs
     use_id: bool = True  # hashed offer-id embedding (collaborative part); False = content only
-    id_dropout: float = 0.2  # training: probability of zeroing an offer's id embedding (cold-start practice)
+    # training: probability of zeroing an offer's id embedding (cold-start practice); 0.4, gate and mixed
+    # negatives were chosen on validation pairs carved from the training period (benchmarks/hybrid.py)
+    id_dropout: float = 0.4
     id_dim: int = 0  # width of the id embedding (the collaborative half's capacity); 0 = embed_dim
+    min_id_pairs: int = 1  # an offer's id embedding is trained and used once it has this many training pairs
     # how the id half joins the content half: "sum" (its projection added), "gate" (added through a
     # learned per-dimension gate of both halves) or "concat" (fed into the MLP beside the content)
-    combine: Literal["sum", "gate", "concat"] = "sum"
+    combine: Literal["sum", "gate", "concat"] = "gate"
     session_decay: float = 0.7  # recency weight of a session's k-th most recent offer: decay ** k
     session_len: int = 10  # a session query pools its last N offers
 
@@ -293,7 +296,7 @@ class EncoderSection(EncoderHyper):
     # negatives beside the batch's own candidates (retrieval.encoder.negatives): "in_batch" alone,
     # "mixed" (+ uniform_negatives offers drawn uniformly from the catalogue per step) or "queue" (+ the
     # candidate vectors of the last queue_size pairs, from a momentum copy of the tower)
-    negatives: Literal["in_batch", "mixed", "queue"] = "in_batch"
+    negatives: Literal["in_batch", "mixed", "queue"] = "mixed"
     uniform_negatives: int = 256  # mixed: offers drawn uniformly per step and process
     uniform_pool: int = 100_000  # mixed: the uniform sample of the catalogue every process holds to draw from
     queue_size: int = 2048  # queue: candidate vectors kept
@@ -309,7 +312,7 @@ class EncoderSection(EncoderHyper):
     def validate(self) -> None:
         _positive("encoder", dim=self.dim, epochs=self.epochs, batch_size=self.batch_size)
         _positive("encoder", uniform_negatives=self.uniform_negatives, uniform_pool=self.uniform_pool)
-        _positive("encoder", queue_size=self.queue_size)
+        _positive("encoder", queue_size=self.queue_size, min_id_pairs=self.min_id_pairs)
         _unit("encoder", id_dropout=self.id_dropout)
         if not (self.lr > 0 and self.temperature > 0):  # NaN too
             raise ConfigError("encoder.lr and encoder.temperature must be > 0")
@@ -389,6 +392,13 @@ class RecsSection:
     since: str = ""  # incremental: offers with updated_at >= this (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)
     eval_queries: int = 5000  # test query offers for recall_at_20_test_pairs
     ceiling_queries: int = 1000  # synthetic data: of those, the ones the generator's oracle ranks too
+    # offers without product_id matched to a product by photo or title (retrieval.index.matching): a
+    # title match needs the price within this factor of the product's and at least this many words
+    match_price_band: float = 1.5
+    match_min_tokens: int = 2
+    # ... and, where a title fits several products, by what the photos show (matching.photo_look): the
+    # nearest product's photos must be within this distance (0 = no matching by photo content)
+    match_look_distance: float = 0.1
 
     def validate(self) -> None:
         if self.mode == "incremental" and not self.since:
@@ -402,6 +412,11 @@ class RecsSection:
                 ) from None
         if self.k < 1 or self.candidates < self.k:
             raise ConfigError(f"need 1 <= recs.k <= recs.candidates; got {self.k}, {self.candidates}")
+        if not self.match_price_band >= 1.0:  # NaN too
+            raise ConfigError(f"recs.match_price_band must be >= 1 (a factor); got {self.match_price_band}")
+        _positive("recs", match_min_tokens=self.match_min_tokens)
+        if not 0.0 <= self.match_look_distance <= 1.0:  # NaN too
+            raise ConfigError(f"recs.match_look_distance must be in [0, 1]; got {self.match_look_distance}")
 
 
 @dataclass

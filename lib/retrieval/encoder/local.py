@@ -47,6 +47,11 @@ def train_and_score(
     tower = TowerConfig.from_section(encoder)
     ids = np.array([o["offer_id"] for o in offers], dtype=np.int64)
     every = collate([offer_row_features(o, tower.vocab) for o in offers])
+    # ids only for offers with enough training pairs (encoder.min_id_pairs): the others' id bucket is
+    # the padding bucket, whose embedding is zero, in training as in evaluation
+    seen, count = np.unique(train_pairs[:, 0], return_counts=True)
+    has_ids = np.isin(ids, seen[count >= encoder.min_id_pairs])
+    every.offer[~has_ids] = 0
     shares = log_q_of(train_pairs[:, 1])
     floor = min(shares.values())
     lq = {int(i): shares.get(int(i), floor) for i in ids}
@@ -90,7 +95,7 @@ def train_and_score(
         modes["content_trained"] = ("content_trained", False)
     for name, (t, ids_on) in modes.items():
         m: OfferTower = model.tower(t)
-        v = embed(m, every, use_id=warm_offer & ids_on)
+        v = embed(m, every, use_id=has_ids & ids_on)
         out[name] = recall_by_warmth(
             exact_search(v[q_rows], v, ids, k, exclude=queries)[1], wanted, warm_offer[q_rows], k
         )

@@ -37,6 +37,24 @@ def featurize_offers(offers: DataFrame, vocab: Vocab) -> DataFrame:
     return map_in_pandas(cols, _featurize(dataclasses.asdict(vocab)), FEATURES_DDL)
 
 
+def with_trained_ids(features: DataFrame, pairs: DataFrame, min_id_pairs: int) -> DataFrame:
+    """``features`` with the id bucket 0 (the padding, whose embedding is zero) for offers with fewer
+    than ``min_id_pairs`` training pairs: ids are trained and used only where there is enough to learn
+    them from (``encoder.min_id_pairs``)."""
+    from pyspark.sql import functions as F
+
+    if min_id_pairs <= 1:
+        return features
+    p = pairs.where(F.col("split") == "train")
+    counts = p.groupBy(F.col("query_offer_id").alias("offer_id")).agg(F.count(F.lit(1)).alias("_n"))
+    enough = F.coalesce("_n", F.lit(0)) >= min_id_pairs
+    return (
+        features.join(counts, "offer_id", "left")
+        .withColumn("offer", F.when(enough, F.col("offer")).otherwise(F.lit(0)))
+        .drop("_n")
+    )
+
+
 def training_examples(pairs: DataFrame, features: DataFrame, split: str = "train") -> DataFrame:
     """Pairs of ``split`` joined with both sides' features, plus log_q of each candidate (its share of
     the split's positives: the in-batch sampling probability that logQ correction removes)."""

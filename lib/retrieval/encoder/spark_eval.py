@@ -125,11 +125,11 @@ def evaluate_encoder(
     (``share_of_ceiling``)."""
     n_queries, k, ceiling_queries = enc.eval_queries, enc.eval_k, enc.ceiling_queries
     queries, targets = sample_queries(pairs, n_queries, seed)
-    warm = warm_offers(pairs)
-    warm_ids = {r["offer_id"] for r in with_ids(warm, "offer_id", queries.tolist()).collect()}
-    is_warm = np.array([int(q) in warm_ids for q in queries])
+    warm_ids = {r["offer_id"] for r in with_ids(warm_offers(pairs), "offer_id", queries.tolist()).collect()}
+    is_warm = np.array([int(q) in warm_ids for q in queries])  # any training pair: the reported split
+    with_ids_on = warm_offers(pairs, model.tower("encoder").cfg.min_id_pairs)  # what the ids are used for
     ranked = {
-        **encoder_top_k(spark, model, features, warm, queries, k, model_modes(model)),
+        **encoder_top_k(spark, model, features, with_ids_on, queries, k, model_modes(model)),
         "cooccurrence": cooccurrence_top_k(pairs, queries, k),
         "popularity": popularity_top_k(pairs, queries, k),
     }
@@ -186,6 +186,11 @@ def encoder_metrics(
     return {
         "recall_at_50": r50,
         "cold_recall_at_50": c50,
+        **(
+            {"share_of_ceiling": {s_: figures[s_].get("share_of_ceiling") for s_ in ("warm", "cold")}}
+            if "share_of_ceiling" in figures["warm"]
+            else {}
+        ),
         "examples_per_s": round(last["examples_per_s"], 1),
         "feed": feed,
         "evaluation": figures,

@@ -87,7 +87,11 @@ def train_worker(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_pool(a: EncoderWorkerArgs, enc: Any, rank: int) -> Any:
-    """The uniform pool of mixed negatives (``encoder.negatives.UniformPool``) from ``a.pool``."""
+    """The uniform pool of mixed negatives (``encoder.negatives.UniformPool``) from ``a.pool``.
+
+    Raises:
+        ValueError: no pool was given (train_encoder writes one: ``spark_encoder.uniform_pool``).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -96,6 +100,10 @@ def load_pool(a: EncoderWorkerArgs, enc: Any, rank: int) -> Any:
     from retrieval.encoder.train import features_of
     from retrieval.training.feed import parquet_files
 
+    if not a.pool:
+        raise ValueError(
+            "encoder.negatives=mixed needs the uniform pool (EncoderWorkerArgs.pool); none given"
+        )
     parts = []
     for uri in parquet_files(a.pool):
         fs, path = storage.filesystem(uri)

@@ -3,24 +3,14 @@
 An offer's carousel is its nearest offers by embedding, best first, with the offer itself and every
 other offer of its product removed, offers of one product collapsed to the best-scoring one, and at
 most ``category_cap`` offers per category when a cap is set. "Same product" is the catalogue's
-``product_id``; where it is null, the same seller with a near-duplicate title (the same set of title
-tokens) stands in for it.
+``product_id``; where it is null, the product the offer's photo or title matches, else its category
+and normalised title, whoever sells it (``index.matching``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-from retrieval.mining.listings import tokenize
-
-
-def product_key(product_id: int | None, title: str | None, seller_id: int | None) -> str:
-    """The collapse key: ``p<product_id>``, else ``s<seller>:<sorted distinct title tokens>``."""
-    if product_id is not None:
-        return f"p{int(product_id)}"
-    tokens = " ".join(sorted(set(tokenize(title))))
-    return f"s{'' if seller_id is None else int(seller_id)}:{tokens}"
 
 
 def carousel(
@@ -59,11 +49,12 @@ def recs_metrics(
     mode: str,
     recomputed: int,
     patched: int = 0,
-    duplicates: dict[str, Any] | None = None,
+    truth: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """precompute_recs' metrics and summary from its table statistics (``spark_index.recs_stats``),
-    Recall@20 figures (``spark_evaluation.recs_recall``) and, on synthetic data, their ceiling and how
-    often a carousel shows one true product twice (``spark_evaluation.duplicate_products``)."""
+    Recall@20 figures (``spark_evaluation.recs_recall``) and, on synthetic data (``truth``), their
+    ceiling, how often a carousel shows one true product twice (``spark_evaluation.duplicate_products``,
+    ``"duplicates"``) and how well offers without product_id were matched (``"matching"``)."""
     share = recomputed / max(stats["live"], 1)
     incremental = (
         f"; incremental: {recomputed:,} recomputed ({share:.1%} of the catalogue), "
@@ -101,10 +92,14 @@ def recs_metrics(
             f"share of the ceiling (the generator's best carousels, {recall['ceiling_queries']} queries): "
             + ", ".join(f"{m} {v}" for m, v in recall["share_of_ceiling"].items())
         )
-    if duplicates is not None:
-        out["duplicate_products"] = duplicates
-        out["summary"].append(
-            f"carousels showing one product twice (the generator's truth): {duplicates['share']:.1%}, "
-            f"{duplicates['repeated_slots']:.2f} repeated slots of {k} on average"
-        )
+    if truth is not None:  # synthetic data: the generator's truth grades the product collapse
+        dup, m = truth["duplicates"], truth["matching"]
+        out["duplicate_products"], out["product_matching"] = dup, m
+        out["summary"] += [
+            f"offers without product_id matched to a product: {sum(m['matched'].values()):,} of "
+            f"{m['offers_without_product_id']:,} ({m['matched']}), precision {m['precision']}, recall "
+            f"{m['recall']} (of {m['matchable']:,} whose product the catalogue knows)",
+            f"carousels showing one product twice (the generator's truth): {dup['share']:.1%}, "
+            f"{dup['repeated_slots']:.2f} repeated slots of {k} on average",
+        ]
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from retrieval import storage
 from retrieval.evaluation import NO_ITEM
 from retrieval.index import shards
-from retrieval.index.recs import carousel, product_key
+from retrieval.index.recs import carousel
 from retrieval.spark import map_in_arrow, map_in_pandas
 from retrieval.spark_tables import TableError
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 NEIGHBOURS_DDL = "offer_id bigint, neighbours array<bigint>, scores array<float>"
 
 
+LOOK_SIZE = 64  # pixels of the photos product matching compares (matching.photo_look)
 INDEX = "index"  # the offer index: <root>/index/<version>/, committed by <root>/index/CURRENT
 
 
@@ -273,25 +274,68 @@ def search_neighbours(
     return map_in_arrow(queries.select("offer_id", "vector"), search_block, NEIGHBOURS_DDL)
 
 
-def product_keys(offers: DataFrame) -> DataFrame:
-    """(offer_id, key, category_id): the collapse key of :func:`recs.product_key` for every offer."""
+def product_keys(
+    offers: DataFrame, price_band: float = 1.5, min_tokens: int = 2, look_distance: float = 0.0
+) -> DataFrame:
+    """(offer_id, key, category_id, matched_by): every offer's collapse key (``matching.collapse_keys``:
+    the catalogue's product, else the product its photo, title or, with ``look_distance`` > 0, what its
+    photo shows matches within its category, else its category and normalised title) and how an offer
+    without product_id was matched (null: it was not). One category's offers are matched in one task;
+    photos are loaded (``visual.spark_visual.load_image``) only for offers whose title fits several
+    products, and for those products' offers."""
 
-    def key_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def keys_of_category(df: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
 
-        for df in frames:
-            keys = [
-                product_key(
-                    None if pd.isna(p) else int(p),
-                    t if isinstance(t, str) else None,
-                    None if pd.isna(s) else int(s),
-                )
-                for p, t, s in zip(df["product_id"], df["title"], df["seller_id"], strict=True)
-            ]
-            yield pd.DataFrame({"offer_id": df["offer_id"], "key": keys, "category_id": df["category_id"]})
+        from retrieval.index.matching import Offer, collapse_keys, normalise, photo_look
+        from retrieval.visual.spark_visual import load_image
 
-    columns = offers.select("offer_id", "product_id", "title", "seller_id", "category_id")
-    return map_in_pandas(columns, key_partition, "offer_id bigint, key string, category_id int")
+        looks: dict[str, Any] = {}
+
+        def look(ref: str) -> Any:
+            if ref not in looks:
+                try:
+                    looks[ref] = photo_look(load_image(ref, LOOK_SIZE))
+                except (OSError, ValueError):  # a photo that cannot be read matches nothing
+                    looks[ref] = None
+            return looks[ref]
+
+        offers_ = [
+            Offer(
+                int(o),
+                None if pd.isna(p) else int(p),
+                None if pd.isna(c) else int(c),
+                None if pd.isna(x) else float(x),
+                normalise(t if isinstance(t, str) else None),
+                i if isinstance(i, str) else None,
+            )
+            for o, p, c, x, t, i in zip(
+                df["offer_id"],
+                df["product_id"],
+                df["category_id"],
+                df["price"],
+                df["title"],
+                df["image_ref"],
+                strict=True,
+            )
+        ]
+        keys, found = collapse_keys(
+            offers_, price_band, min_tokens, look if look_distance > 0 else None, look_distance
+        )
+        ids = [o.offer_id for o in offers_]
+        return pd.DataFrame(
+            {
+                "offer_id": ids,
+                "key": [keys[i] for i in ids],
+                "category_id": df["category_id"].to_numpy(),
+                "matched_by": [found[i].by if i in found else None for i in ids],
+            }
+        )
+
+    columns = offers.select("offer_id", "product_id", "category_id", "price", "title", "image_ref")
+    return columns.groupBy("category_id").applyInPandas(
+        keys_of_category, "offer_id bigint, key string, category_id int, matched_by string"
+    )
 
 
 def probe_reachable(pairs: DataFrame, embeddings: DataFrame, index_uri: str, nprobe: int) -> DataFrame:

@@ -67,8 +67,13 @@ def examination(positions: np.ndarray, eta: float) -> np.ndarray:
 
 def click_probability(positions: np.ndarray, grade: np.ndarray, appeal: np.ndarray, eta: float) -> np.ndarray:
     """True click probability of listed offers: examination(position) x attractiveness(grade) x their
-    appeal (seller quality and the shopper's taste, ``SessionSimulator._listing``), at most 1. [n]"""
-    return np.asarray(np.minimum(examination(positions, eta) * ATTRACTIVENESS[grade] * appeal, 1.0))
+    appeal (seller quality and the shopper's taste, ``SessionSimulator._listing``). [n]
+
+    The relevance (attractiveness x appeal) is capped at 1, not the product: a cap on the product would
+    flatten the top positions of appealing offers, and the position-based model, which mine_listings'
+    propensity estimate assumes and the tests check it against, would no longer hold."""
+    relevance = np.minimum(ATTRACTIVENESS[grade] * appeal, 1.0)
+    return np.asarray(examination(positions, eta) * relevance)
 
 
 def _choose(rng: np.random.Generator, items: np.ndarray, weights: np.ndarray) -> int:
