@@ -88,6 +88,28 @@ def test_examples_carry_log_q_of_the_candidates(spark: Any, examples: dict[str, 
         assert r.log_q == pytest.approx(np.log(counts[r.item_offer_id] / 600))
 
 
+def test_ids_are_kept_only_for_offers_with_enough_training_pairs(
+    spark: Any, examples: dict[str, Any]
+) -> None:
+    """encoder.min_id_pairs: an offer with fewer training pairs (as query; test pairs do not count)
+    gets the padding id bucket 0, whose embedding is zero."""
+    from retrieval.encoder.spark_encoder import with_trained_ids
+
+    pairs = spark.createDataFrame(
+        [(q, c, 1.0, "train") for q, c in examples["pairs"]] + [(7, 8, 1.0, "test")] * 50,
+        "query_offer_id bigint, item_offer_id bigint, weight double, split string",
+    )
+    n = Counter(q for q, _ in examples["pairs"])
+    need = sorted(n.values())[len(n) // 2]  # about half the offers have enough
+    before = {r.offer_id: r.offer for r in examples["features"].collect()}
+    after = {r.offer_id: r.offer for r in with_trained_ids(examples["features"], pairs, need).collect()}
+    assert set(after) == set(before)
+    for offer_id, bucket in after.items():
+        assert bucket == (before[offer_id] if n[offer_id] >= need else 0), offer_id
+    assert 0 < sum(b != 0 for b in after.values()) < len(after)
+    assert with_trained_ids(examples["features"], pairs, 1) is examples["features"]
+
+
 def multiset(feed: Any, epoch: int) -> Counter:
     out: Counter = Counter()
     for b in feed.epoch(epoch):

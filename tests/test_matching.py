@@ -109,7 +109,8 @@ def test_collapse_keys_use_the_product_else_the_category_and_title_whoever_sells
         offer(3, None, "lumo kettle 1.7l steel"),
         offer(4, None, "Lumo Kettle Steel 1.7L"),  # another seller's listing of the same
     ]
-    keys, found = collapse_keys(offers)
+    found = match(offers)
+    keys = collapse_keys(offers, found)
     assert keys[1] == keys[2] == "p10" and 2 in found
     assert keys[3] == keys[4] == unmatched_key(1, normalise("lumo kettle 1.7l steel"))
 

@@ -39,19 +39,19 @@ def featurize_offers(offers: DataFrame, vocab: Vocab) -> DataFrame:
 
 def with_trained_ids(features: DataFrame, pairs: DataFrame, min_id_pairs: int) -> DataFrame:
     """``features`` with the id bucket 0 (the padding, whose embedding is zero) for offers with fewer
-    than ``min_id_pairs`` training pairs: ids are trained and used only where there is enough to learn
-    them from (``encoder.min_id_pairs``)."""
+    than ``min_id_pairs`` training pairs (``spark_evaluation.warm_offers``): ids are trained and used
+    only where there is enough to learn them from (``encoder.min_id_pairs``)."""
     from pyspark.sql import functions as F
+
+    from retrieval.spark_evaluation import warm_offers
 
     if min_id_pairs <= 1:
         return features
-    p = pairs.where(F.col("split") == "train")
-    counts = p.groupBy(F.col("query_offer_id").alias("offer_id")).agg(F.count(F.lit(1)).alias("_n"))
-    enough = F.coalesce("_n", F.lit(0)) >= min_id_pairs
+    trained = warm_offers(pairs, min_id_pairs).withColumn("_trained", F.lit(True))
     return (
-        features.join(counts, "offer_id", "left")
-        .withColumn("offer", F.when(enough, F.col("offer")).otherwise(F.lit(0)))
-        .drop("_n")
+        features.join(trained, "offer_id", "left")
+        .withColumn("offer", F.when(F.col("_trained"), F.col("offer")).otherwise(F.lit(0)))
+        .drop("_trained")
     )
 
 

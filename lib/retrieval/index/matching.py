@@ -204,21 +204,14 @@ def _in_band(price: float | None, reference: float | None, band: float) -> bool:
     return 1.0 / band <= price / reference <= band
 
 
-def collapse_keys(
-    offers: Sequence[Offer],
-    price_band: float = 1.5,
-    min_tokens: int = 2,
-    look: Look | None = None,
-    max_look_distance: float = 0.1,
-) -> tuple[dict[int, str], dict[int, Match]]:
+def collapse_keys(offers: Sequence[Offer], found: dict[int, Match]) -> dict[int, str]:
     """Every offer's collapse key, the identity a carousel shows once: ``p<product_id>`` for the
-    catalogue's product or the one the offer matched (:func:`match`), else :func:`unmatched_key`; and
-    the matches."""
-    found = match(offers, price_band, min_tokens, look, max_look_distance)
+    catalogue's product or the one the offer matched (``found``: :func:`match`'s result), else
+    :func:`unmatched_key`."""
     keys = {}
     for o in offers:
         product = (
             o.product_id if o.product_id is not None else getattr(found.get(o.offer_id), "product_id", None)
         )
         keys[o.offer_id] = f"p{int(product)}" if product is not None else unmatched_key(o.category, o.tokens)
-    return keys, found
+    return keys

@@ -287,7 +287,7 @@ def product_keys(
     def keys_of_category(df: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
 
-        from retrieval.index.matching import Offer, collapse_keys, normalise, photo_look
+        from retrieval.index.matching import Offer, collapse_keys, match, normalise, photo_look
         from retrieval.visual.spark_visual import load_image
 
         looks: dict[str, Any] = {}
@@ -319,9 +319,8 @@ def product_keys(
                 strict=True,
             )
         ]
-        keys, found = collapse_keys(
-            offers_, price_band, min_tokens, look if look_distance > 0 else None, look_distance
-        )
+        found = match(offers_, price_band, min_tokens, look if look_distance > 0 else None, look_distance)
+        keys = collapse_keys(offers_, found)
         ids = [o.offer_id for o in offers_]
         return pd.DataFrame(
             {
