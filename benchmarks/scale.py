@@ -306,6 +306,7 @@ QUALITY = {
         "recall_at_20_test_pairs_ceiling",
         "share_of_ceiling",
         "duplicate_products",
+        "product_matching",
         "catalog_coverage",
         "recomputed",
         "patched",

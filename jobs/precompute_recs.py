@@ -5,8 +5,9 @@
 
 Every partition of the embeddings is a block of queries that streams each shard of the current index
 (index/CURRENT) through faiss and merges the per-shard top recs.candidates; then the offer itself and
-offers of its product are removed, offers of one product collapsed to the best (product_id, or seller
-+ near-duplicate title where it is null), at most recs.category_cap per category. Incremental: recs
+offers of its product are removed, offers of one product collapsed to the best (product_id, else the product the offer's
+photo, title or look matches, else a near duplicate among its nearest offers: retrieval.index.matching),
+at most recs.category_cap per category. Incremental: recs
 of new and changed offers, and of offers whose carousel holds a changed or deleted offer, are
 recomputed; carousels a new offer enters are patched with it (recomputed under a category cap); the
 rest are kept (retrieval.index.spark_incremental). Metrics:
@@ -45,11 +46,12 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
     uri, manifest = si.current(root)
     nprobe = ix.nprobe or manifest.nprobe or 16  # pinned, else the one build_index chose
     live = read_table(spark, root, tables.OFFERS).where(~F.coalesce(F.col("deleted"), F.lit(False)))
-    keys = si.product_keys(live, r.match_price_band, r.match_min_tokens, r.match_look_distance).cache()
     embeddings = read_table(spark, root, tables.EMBEDDINGS)
 
     def neighbours(queries: DataFrame, k: int, probe_factor: int = 1) -> DataFrame:
         return si.search_neighbours(queries, manifest, uri, k, nprobe * probe_factor, ix.k_factor, ix.threads)
+
+    keys = si.matched_keys(live, embeddings, neighbours, r)
 
     def carousels(found: DataFrame) -> DataFrame:
         return si.to_recs(found, keys, r.k, r.category_cap, manifest.model_version)

@@ -11,10 +11,12 @@ import pytest
 
 from conftest import make_config
 from retrieval.index.matching import (
+    Listing,
     Offer,
     collapse_keys,
     look_distance,
     match,
+    near_duplicate_key,
     normalise,
     photo_look,
     unmatched_key,
@@ -113,6 +115,35 @@ def test_collapse_keys_use_the_product_else_the_category_and_title_whoever_sells
     keys = collapse_keys(offers, found)
     assert keys[1] == keys[2] == "p10" and 2 in found
     assert keys[3] == keys[4] == unmatched_key(1, normalise("lumo kettle 1.7l steel"))
+
+
+def test_an_unmatched_offer_takes_the_key_of_a_near_duplicate_that_looks_the_same() -> None:
+    """near_duplicate_key over an offer's nearest offers: the nearest whose photo is another shot of
+    the same object, at a price in the band, with words of the title in common, lends its key, the
+    catalogue's product before another unmatched offer's; a title whose model words contradict
+    the product's does not stop it, a photo of another product or a price out of the band does."""
+
+    def ref(key: int, shot: int) -> str:
+        return f"synth://img/{key:016x}/{shot}"
+
+    def look(r: str) -> np.ndarray | None:
+        return photo_look(render_ref(r))
+
+    bag, other = 0x1111222233334444, 0x5555666677778888
+    mine = Listing(1, "t1:bag kirova pro", 100.0, normalise("kirova bag pro 6 pink"), ref(bag, 3))
+    lookalike_product = Listing(2, "p20", 104.0, normalise("Kirova Bag 10 Pack Pink"), ref(bag, 0))
+    unknown_twin = Listing(3, "t1:bag kirova", 98.0, normalise("kirova bag"), ref(bag, 1))
+    other_product = Listing(4, "p21", 100.0, normalise("kirova bag pro 6 pink"), ref(other, 0))
+    too_dear = Listing(5, "p22", 190.0, normalise("kirova bag pro 6 pink"), ref(bag, 2))
+    no_words = Listing(6, "p23", 100.0, normalise("lumo kettle"), ref(bag, 2))
+    assert (
+        near_duplicate_key(mine, [other_product, too_dear, no_words, unknown_twin, lookalike_product], look)
+        == "p20"
+    )
+    assert near_duplicate_key(mine, [other_product, unknown_twin], look) == "t1:bag kirova"  # the lesser key
+    assert near_duplicate_key(unknown_twin, [mine], look) == "t1:bag kirova"  # its own is the lesser
+    assert near_duplicate_key(mine, [other_product, too_dear, no_words], look) is None
+    assert near_duplicate_key(mine, [lookalike_product], look, max_look_distance=0.0) is None
 
 
 @pytest.mark.slow

@@ -399,6 +399,12 @@ class RecsSection:
     # ... and, where a title fits several products, by what the photos show (matching.photo_look): the
     # nearest product's photos must be within this distance (0 = no matching by photo content)
     match_look_distance: float = 0.1
+    # ... then an offer still unmatched takes the key of one of its this many nearest offers by
+    # embedding that shows its product (matching.near_duplicate_key: price in the band, this many
+    # title words shared, photos within this look distance); 0 = no near-duplicate pass
+    match_neighbours: int = 50
+    match_shared_words: int = 2
+    match_near_look_distance: float = 0.12
 
     def validate(self) -> None:
         if self.mode == "incremental" and not self.since:
@@ -417,6 +423,13 @@ class RecsSection:
         _positive("recs", match_min_tokens=self.match_min_tokens)
         if not 0.0 <= self.match_look_distance <= 1.0:  # NaN too
             raise ConfigError(f"recs.match_look_distance must be in [0, 1]; got {self.match_look_distance}")
+        if not 0.0 <= self.match_near_look_distance <= 1.0:  # NaN too
+            raise ConfigError(
+                f"recs.match_near_look_distance must be in [0, 1]; got {self.match_near_look_distance}"
+            )
+        if self.match_neighbours < 0:
+            raise ConfigError(f"recs.match_neighbours must be >= 0; got {self.match_neighbours}")
+        _positive("recs", match_shared_words=self.match_shared_words)
 
 
 @dataclass

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
 
+    from retrieval.config.sections import RecsSection
+
 NEIGHBOURS_DDL = "offer_id bigint, neighbours array<bigint>, scores array<float>"
 
 
@@ -287,19 +289,9 @@ def product_keys(
     def keys_of_category(df: pd.DataFrame) -> pd.DataFrame:
         import pandas as pd
 
-        from retrieval.index.matching import Offer, collapse_keys, match, normalise, photo_look
-        from retrieval.visual.spark_visual import load_image
+        from retrieval.index.matching import Offer, collapse_keys, match, normalise
 
-        looks: dict[str, Any] = {}
-
-        def look(ref: str) -> Any:
-            if ref not in looks:
-                try:
-                    looks[ref] = photo_look(load_image(ref, LOOK_SIZE))
-                except (OSError, ValueError):  # a photo that cannot be read matches nothing
-                    looks[ref] = None
-            return looks[ref]
-
+        look = cached_look()
         offers_ = [
             Offer(
                 int(o),
@@ -334,6 +326,115 @@ def product_keys(
     columns = offers.select("offer_id", "product_id", "category_id", "price", "title", "image_ref")
     return columns.groupBy("category_id").applyInPandas(
         keys_of_category, "offer_id bigint, key string, category_id int, matched_by string"
+    )
+
+
+def matched_keys(offers: DataFrame, embeddings: DataFrame, neighbours: Any, r: RecsSection) -> DataFrame:
+    """Every live offer's collapse key as precompute_recs uses it, cached: :func:`product_keys` by
+    the catalogue, photo, title and look, then, with ``r.match_neighbours`` > 0 (``r``: the config's
+    section), :func:`near_duplicate_keys` (``neighbours(queries, k)``: a search of the index)."""
+    keys = product_keys(offers, r.match_price_band, r.match_min_tokens, r.match_look_distance).cache()
+    if not r.match_neighbours:
+        return keys
+    near = near_duplicate_keys(
+        keys,
+        offers,
+        embeddings,
+        neighbours,
+        r.match_neighbours,
+        r.match_price_band,
+        r.match_shared_words,
+        r.match_near_look_distance,
+    ).cache()
+    near.count()  # materialised before the keys it was made from are let go
+    keys.unpersist()
+    return near
+
+
+def cached_look() -> Any:
+    """photo reference -> ``matching.photo_look`` of the photo at ``LOOK_SIZE`` pixels, each photo
+    loaded once per call of this function (one task's); None for a photo that cannot be read."""
+    from retrieval.index.matching import photo_look
+    from retrieval.visual.spark_visual import load_image
+
+    looks: dict[str, Any] = {}
+
+    def look(ref: str) -> Any:
+        if ref not in looks:
+            try:
+                looks[ref] = photo_look(load_image(ref, LOOK_SIZE))
+            except (OSError, ValueError):  # a photo that cannot be read matches nothing
+                looks[ref] = None
+        return looks[ref]
+
+    return look
+
+
+def near_duplicate_keys(
+    keys: DataFrame,
+    offers: DataFrame,
+    embeddings: DataFrame,
+    neighbours: Any,
+    k: int,
+    price_band: float = 1.5,
+    min_shared: int = 2,
+    look_distance: float = 0.12,
+) -> DataFrame:
+    """``keys`` (:func:`product_keys`' rows) where every offer no product matched (a ``t`` key) takes
+    the key of a near duplicate among its ``k`` nearest offers by embedding (``neighbours(queries,
+    k)``: :func:`search_neighbours` rows; ``matching.near_duplicate_key``), with matched_by "near"
+    where that key is a product's. Only those offers are searched, and photos are loaded only for
+    neighbours whose price and title could be the offer's."""
+    from pyspark.sql import functions as F
+
+    info = offers.select("offer_id", "price", "title", "image_ref").join(
+        keys.select("offer_id", "key"), "offer_id"
+    )
+    queries = embeddings.join(keys.where(F.col("key").startswith("t")).select("offer_id"), "offer_id")
+    found = neighbours(queries.select("offer_id", "vector"), k)
+    near = F.struct(
+        *(F.col(c).alias(c) for c in ("rank", "n_offer_id", "n_key", "n_price", "n_title", "n_image_ref"))
+    )
+    rows = (
+        found.select("offer_id", F.posexplode("neighbours").alias("rank", "n_offer_id"))
+        .join(info.select(*(F.col(c).alias(f"n_{c}") for c in info.columns)), "n_offer_id")
+        .groupBy("offer_id")
+        .agg(F.sort_array(F.collect_list(near)).alias("near"))
+        .join(info, "offer_id")
+    )
+
+    def decide(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+
+        from retrieval.index.matching import Listing, near_duplicate_key, normalise
+
+        def listing(oid: Any, key: Any, price: Any, title: Any, ref: Any) -> Listing:
+            known = price is not None and not pd.isna(price)
+            return Listing(int(oid), str(key), float(price) if known else None, normalise(title), ref or None)
+
+        look = cached_look()
+        for df in frames:
+            ids, new = [], []
+            for oid, key, price, title, ref, near_ in zip(
+                df["offer_id"], df["key"], df["price"], df["title"], df["image_ref"], df["near"], strict=True
+            ):
+                mine = listing(oid, key, price, title, ref)
+                cands = [
+                    listing(n["n_offer_id"], n["n_key"], n["n_price"], n["n_title"], n["n_image_ref"])
+                    for n in near_
+                ]
+                chosen = near_duplicate_key(mine, cands, look, price_band, min_shared, look_distance)
+                if chosen is not None and chosen != mine.key:
+                    ids.append(mine.offer_id)
+                    new.append(chosen)
+            yield pd.DataFrame(
+                {"offer_id": pd.Series(ids, dtype="int64"), "near_key": pd.Series(new, dtype=object)}
+            )
+
+    taken = map_in_pandas(rows, decide, "offer_id bigint, near_key string")
+    matched_by = F.when(F.col("near_key").startswith("p"), F.lit("near")).otherwise(F.col("matched_by"))
+    return keys.join(taken, "offer_id", "left").select(
+        "offer_id", F.coalesce("near_key", "key").alias("key"), "category_id", matched_by.alias("matched_by")
     )
 
 
