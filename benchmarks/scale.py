@@ -519,14 +519,14 @@ def fits(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def report(base: str, out_path: str) -> dict[str, Any]:
+def report(base: str, out_path: str, command: str = "python -m benchmarks.scale") -> dict[str, Any]:
     from benchmarks.scale_cost import cost_model
 
     state = load_state(os.path.join(base, "ladder.json"))
     result = {
         "kind": "scale",
         "benchmark": "the pipeline's stages at s x the embedded default, one Spark application each",
-        "command": "python -m benchmarks.scale",
+        "command": command,  # the arguments it was run with (a stage measured before is not re-run)
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "base": BASE,
         "stages_order": LADDER,
@@ -557,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         for factor in (float(x) for x in a.factors.split(",")):
             state = load_state(state_path)
             run_rung(factor, base, state, state_path, stages, a.keep)
-    result = report(base, a.out)
+    args = sys.argv[1:] if argv is None else argv
+    result = report(base, a.out, " ".join(["python -m benchmarks.scale", *args]))
     print(json.dumps(result["fits"], indent=1))
     return 0
 
