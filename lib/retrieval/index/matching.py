@@ -37,9 +37,10 @@ words of the title in common. That catches what the rules above cannot: a title 
 contradict the product's (another model number, a pack size), an offer filed under another
 category, a product no offer of the catalogue carries. On the embedded default, of 1,500 sampled
 pairs of offers of one product that carousels still showed together, the photos of 97% were within a
-look distance of 0.12; of 1,500 pairs of different products in one carousel, one was (at prices 1.5x
-apart), the next at 0.16 (README, "Product matching and duplicates"). ``tests/test_matching.py`` measures
-precision and recall against the synthetic generator's truth.
+look distance of 0.12; of 1,500 pairs of different products in one carousel, only one was (0.0996,
+at prices 1.5x apart: the price band told them apart), the next at 0.16 (README, "Product matching
+and duplicates"). ``tests/test_matching.py`` measures precision and recall against the synthetic
+generator's truth.
 """
 
 from __future__ import annotations

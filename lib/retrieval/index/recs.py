@@ -3,8 +3,9 @@
 An offer's carousel is its nearest offers by embedding, best first, with the offer itself and every
 other offer of its product removed, offers of one product collapsed to the best-scoring one, and at
 most ``category_cap`` offers per category when a cap is set. "Same product" is the catalogue's
-``product_id``; where it is null, the product the offer's photo or title matches, else its category
-and normalised title, whoever sells it (``index.matching``).
+``product_id``; where it is null, the product the offer's photo, title or look matches, else its
+category and normalised title, whoever sells it, unless a near duplicate among its nearest offers
+lends it its key (``index.matching``).
 """
 
 from __future__ import annotations
