@@ -121,6 +121,16 @@ def test_session_blocks_are_deterministic_and_independent_of_each_other() -> Non
     assert sim.simulate(2, 200, 260).events.equals(a.events)
 
 
+def test_a_full_traffic_memo_restarts_without_losing_the_products_asked_for() -> None:
+    """The memo of products' offer traffic is cleared when full; at 16x the embedded default (320k
+    products) it was cleared between finding the products it lacked and reading them back, and
+    generate failed with a KeyError. A memo of 5 products gives the same sessions as an unbounded one."""
+    cat = Catalog(small(), seed=4)
+    tight = SessionSimulator(cat)
+    tight.traffic_cache = 5
+    assert tight.simulate(2, 200, 260).events.equals(SessionSimulator(cat).simulate(2, 200, 260).events)
+
+
 def test_injected_rows_are_marked_and_counted() -> None:
     cat = Catalog(small(bad_row_rate=0.01), seed=4)
     block = SessionSimulator(cat).simulate(0, 0, 300)

@@ -159,6 +159,8 @@ class SessionBlock:
 class SessionSimulator:
     """Simulates blocks of sessions; block ``b`` is a pure function of (config, seed, b)."""
 
+    traffic_cache = 200_000  # products whose offers' traffic is memoised at once (then the memo restarts)
+
     def __init__(self, cat: Catalog) -> None:
         self.cat = cat
         self.cfg = cat.cfg
@@ -198,7 +200,8 @@ class SessionSimulator:
         [max_offers_per_product] (cdf inf and quality 0 past its offers), memoised; computed for every
         product not met before in one call (``Catalog.offer_traffic``)."""
         cache, cap = self._traffic, self.cfg.max_offers_per_product
-        cache, cap = self._traffic, self.cfg.max_offers_per_product
+        if len(cache) > self.traffic_cache:  # bounded; cleared before the lookup, never between its halves
+            cache.clear()
         missing = np.unique(np.array([p for p in products if p not in cache], dtype=np.int64))
         if len(missing):
             n = self.cat.n_offers(missing)
@@ -208,8 +211,6 @@ class SessionSimulator:
             cdf[np.arange(len(missing)), n - 1] = np.inf  # the last offer takes what rounding leaves
             padded = np.zeros((len(missing), cap))
             padded[:, : quality.shape[1]] = quality
-            if len(cache) > 200_000:
-                cache.clear()
             for i, p in enumerate(missing.tolist()):
                 cache[p] = (cdf[i], padded[i])
         return [cache[p] for p in products]
