@@ -6,8 +6,8 @@
 Every partition of the embeddings is a block of queries that streams each shard of the current index
 (index/CURRENT) through faiss and merges the per-shard top recs.candidates; then the offer itself and
 offers of its product are removed, offers of one product collapsed to the best (product_id, else the
-product the offer's photo, title or look matches, else a near duplicate among its nearest offers:
-retrieval.index.matching), at most recs.category_cap per category. Incremental: recs of new and
+product the offer's photo, title or look matches, else the key of a near duplicate among its nearest
+offers, else its category and title: retrieval.index.matching), at most recs.category_cap per category. Incremental: recs of new and
 changed offers, and of offers whose carousel holds a changed or deleted offer, are
 recomputed; carousels a new offer enters are patched with it (recomputed under a category cap); the
 rest are kept (retrieval.index.spark_incremental). Metrics:

@@ -118,10 +118,11 @@ def test_collapse_keys_use_the_product_else_the_category_and_title_whoever_sells
 
 
 def test_an_unmatched_offer_takes_the_key_of_a_near_duplicate_that_looks_the_same() -> None:
-    """near_duplicate_key over an offer's nearest offers: the nearest whose photo is another shot of
-    the same object, at a price in the band, with words of the title in common, lends its key, the
-    catalogue's product before another unmatched offer's; a title whose model words contradict
-    the product's does not stop it, a photo of another product or a price out of the band does."""
+    """near_duplicate_key over an offer's nearest offers: one whose photo is another shot of the same
+    object, at a price in the band, with words of the title in common, lends its key, the catalogue's
+    product before another unmatched offer's; a title whose model words contradict the product's does
+    not stop it, a photo of another product, a price out of the band or a second product that looks
+    the same does."""
 
     def ref(key: int, shot: int) -> str:
         return f"synth://img/{key:016x}/{shot}"
@@ -144,6 +145,18 @@ def test_an_unmatched_offer_takes_the_key_of_a_near_duplicate_that_looks_the_sam
     assert near_duplicate_key(unknown_twin, [mine], look) == "t1:bag kirova"  # its own is the lesser
     assert near_duplicate_key(mine, [other_product, too_dear, no_words], look) is None
     assert near_duplicate_key(mine, [lookalike_product], look, max_look_distance=0.0) is None
+    # two products that both look like it: no match (the photo does not say which)
+    another_lookalike = Listing(7, "p24", 101.0, normalise("kirova bag pro"), ref(bag, 4))
+    assert near_duplicate_key(mine, [lookalike_product, another_lookalike], look) is None
+    # a price of 0 or unknown (ingest lets 0 through) is no price: the photo and words decide
+    free, unpriced = (
+        dataclasses.replace(lookalike_product, price=0.0),
+        dataclasses.replace(lookalike_product, price=None),
+    )
+    assert near_duplicate_key(mine, [free], look) == near_duplicate_key(mine, [unpriced], look) == "p20"
+    assert (
+        near_duplicate_key(dataclasses.replace(mine, price=float("nan")), [lookalike_product], look) == "p20"
+    )
 
 
 @pytest.mark.slow

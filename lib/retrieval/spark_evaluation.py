@@ -233,6 +233,7 @@ def matching_quality(offers: DataFrame, keys: DataFrame, truth: DataFrame) -> di
         "matchable": matchable,
         "matched": {m: r["n"] for m, r in by.items() if m is not None},
         "precision": round(right / matched, 4) if matched else None,
+        "precision_by": {m: round(r["right"] / r["n"], 4) for m, r in by.items() if m is not None and r["n"]},
         "recall": round(right / matchable, 4) if matchable else None,
     }
 

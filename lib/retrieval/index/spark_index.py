@@ -353,7 +353,8 @@ def matched_keys(offers: DataFrame, embeddings: DataFrame, neighbours: Any, r: R
 
 def cached_look() -> Any:
     """photo reference -> ``matching.photo_look`` of the photo at ``LOOK_SIZE`` pixels, each photo
-    loaded once per call of this function (one task's); None for a photo that cannot be read."""
+    loaded once per function returned (one category's group, or one partition's); None for a photo
+    that cannot be read."""
     from retrieval.index.matching import photo_look
     from retrieval.visual.spark_visual import load_image
 
@@ -390,7 +391,10 @@ def near_duplicate_keys(
     info = offers.select("offer_id", "price", "title", "image_ref").join(
         keys.select("offer_id", "key"), "offer_id"
     )
-    queries = embeddings.join(keys.where(F.col("key").startswith("t")).select("offer_id"), "offer_id")
+    unmatched = keys.where(F.col("key").startswith("t")).join(
+        offers.where(F.col("image_ref").isNotNull()).select("offer_id"), "offer_id"
+    )  # an offer without a photo has no near duplicate (matching.same_listing)
+    queries = embeddings.join(unmatched.select("offer_id"), "offer_id")
     found = neighbours(queries.select("offer_id", "vector"), k)
     near = F.struct(
         *(F.col(c).alias(c) for c in ("rank", "n_offer_id", "n_key", "n_price", "n_title", "n_image_ref"))
@@ -410,7 +414,9 @@ def near_duplicate_keys(
 
         def listing(oid: Any, key: Any, price: Any, title: Any, ref: Any) -> Listing:
             known = price is not None and not pd.isna(price)
-            return Listing(int(oid), str(key), float(price) if known else None, normalise(title), ref or None)
+            text = title if isinstance(title, str) else None
+            photo = ref if isinstance(ref, str) and ref else None
+            return Listing(int(oid), str(key), float(price) if known else None, normalise(text), photo)
 
         look = cached_look()
         for df in frames:
