@@ -7,11 +7,11 @@ Every partition of the embeddings is a block of queries that streams each shard 
 (index/CURRENT) through faiss and merges the per-shard top recs.candidates; then the offer itself and
 offers of its product are removed, offers of one product collapsed to the best (product_id, else the
 product the offer's photo, title or look matches, else the key of a near duplicate among its nearest
-offers, else its category and title: retrieval.index.matching), at most recs.category_cap per category. Incremental: recs of new and
-changed offers, and of offers whose carousel holds a changed or deleted offer, are
-recomputed; carousels a new offer enters are patched with it (recomputed under a category cap); the
-rest are kept (retrieval.index.spark_incremental). Metrics:
-Recall@20 on test co-click pairs whose item is another product, matched by product and by offer,
+offers, else its category and title: retrieval.index.matching), at most recs.category_cap per
+category. Incremental: recs of new and changed offers, and of offers whose carousel holds a changed
+or deleted offer, are recomputed; carousels a new offer enters are patched with it (recomputed under
+a category cap); the rest are kept (retrieval.index.spark_incremental). Metrics: Recall@20 on test
+co-click pairs whose item is another product, matched by product and by offer,
 beside co-occurrence and popularity on the same pairs; catalogue coverage.
 """
 

@@ -127,7 +127,7 @@ def test_a_full_traffic_memo_restarts_without_losing_the_products_asked_for() ->
     generate failed with a KeyError. A memo of 5 products gives the same sessions as an unbounded one."""
     cat = Catalog(small(), seed=4)
     tight = SessionSimulator(cat)
-    tight.traffic_cache = 5
+    tight.memo_size = 5
     assert tight.simulate(2, 200, 260).events.equals(SessionSimulator(cat).simulate(2, 200, 260).events)
 
 

@@ -159,7 +159,7 @@ class SessionBlock:
 class SessionSimulator:
     """Simulates blocks of sessions; block ``b`` is a pure function of (config, seed, b)."""
 
-    traffic_cache = 200_000  # products whose offers' traffic is memoised at once (then the memo restarts)
+    memo_size = 200_000  # products a per-product memo holds at once (then it restarts)
 
     def __init__(self, cat: Catalog) -> None:
         self.cat = cat
@@ -174,7 +174,7 @@ class SessionSimulator:
         hit = self._cache.get(p)
         if hit is None:
             hit = _Product(self.cat, p)
-            if len(self._cache) > 200_000:
+            if len(self._cache) > self.memo_size:
                 self._cache.clear()
             self._cache[p] = hit
         return hit
@@ -200,7 +200,7 @@ class SessionSimulator:
         [max_offers_per_product] (cdf inf and quality 0 past its offers), memoised; computed for every
         product not met before in one call (``Catalog.offer_traffic``)."""
         cache, cap = self._traffic, self.cfg.max_offers_per_product
-        if len(cache) > self.traffic_cache:  # bounded; cleared before the lookup, never between its halves
+        if len(cache) > self.memo_size:  # bounded; cleared before the lookup, never between its halves
             cache.clear()
         missing = np.unique(np.array([p for p in products if p not in cache], dtype=np.int64))
         if len(missing):
