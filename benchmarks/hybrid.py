@@ -9,7 +9,11 @@ dropped, and the last ``--validation-days`` days of the training period become t
 sessions, validation pairs one). Every setting of the grid trains the encoder (and its
 ``content_trained`` baseline, on the same batches) on the remaining days, in this process, and is
 scored by Recall@50 on validation query offers, warm (with training pairs), cold and all, beside
-item co-occurrence and the generator's oracle on the same queries. Settings are tried one axis at a time
+item co-occurrence and the generator's oracle on the same queries, and the *co-click headroom*: what
+knowing every training co-click adds to the configured ``content_trained`` model, by moving to the front
+of its ranking the query's training partners (``offer``), and also the offers of the products co-clicked
+with the query's product (``product``; an offer without a product_id is a product of its own). A hybrid
+that learned everything the training pairs say beyond content would gain about that much. Settings are tried one axis at a time
 from the configured defaults (each axis keeps the best value of the ones before it), so the cost is
 the sum of the axes' sizes, not their product. The choice is the encoder's best Recall@50 over all
 validation queries (which offers are warm depends on pairs.min_support, so warm subsets of two
@@ -39,6 +43,7 @@ sys.path.insert(0, os.path.join(REPO, "lib"))
 from retrieval import config  # noqa: E402
 from retrieval.config.loader import check_value  # noqa: E402
 from retrieval.encoder.local import recall_by_warmth, train_and_score  # noqa: E402
+from retrieval.evaluation import exact_search  # noqa: E402
 from retrieval.mining.pairs import Pair, mine_pairs  # noqa: E402
 from retrieval.synth.catalog import Catalog  # noqa: E402
 from retrieval.synth.local import Marketplace, co_click_targets, generate, sample_queries  # noqa: E402
@@ -74,12 +79,68 @@ def validation_split(market: Marketplace, days: int) -> Split:
 
 
 def score(
-    market: Marketplace, split: Split, encoder: Any, queries: np.ndarray, seed: int, epochs: int
+    market: Marketplace,
+    split: Split,
+    encoder: Any,
+    queries: np.ndarray,
+    seed: int,
+    epochs: int,
+    vectors: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Trains with ``encoder``'s settings on the split's training pairs; Recall@50 on ``queries``."""
+    """Trains with ``encoder``'s settings on the split's training pairs; Recall@50 on ``queries``
+    (``vectors``, if given, is filled with every offer's vectors by mode, rows as ``market.offers``)."""
     offers = market.offers.select(["offer_id", "title", "category_id", "price", "seller_id"]).to_pylist()
     pairs = np.array([(p.query_offer_id, p.item_offer_id) for p in split.train], dtype=np.int64)
-    return train_and_score(offers, pairs, split.targets, queries, encoder, seed, epochs, K)
+    return train_and_score(offers, pairs, split.targets, queries, encoder, seed, epochs, K, vectors)
+
+
+def co_click_headroom(
+    market: Marketplace, split: Split, queries: np.ndarray, content: np.ndarray, depth: int = 500
+) -> dict[str, Any]:
+    """Recall@50 of the content model's ranking (``content``: every offer's vectors, rows as
+    ``market.offers``) with what the training co-clicks say moved to its front: the query's training
+    partners by weight (``offer``); those, then the offers of its top ``depth`` whose product was
+    co-clicked with the query's product (``product``)."""
+    ids = np.asarray(market.offers.column("offer_id").to_pylist(), dtype=np.int64)
+    products = market.offers.column("product_id").to_pylist()
+    product_of = {
+        int(o): (("p", p) if p is not None else ("o", int(o))) for o, p in zip(ids, products, strict=True)
+    }
+    row = {int(o): r for r, o in enumerate(ids)}
+    ranked = exact_search(content[[row[int(q)] for q in queries]], content, ids, depth, exclude=queries)[1]
+    partners: dict[int, dict[int, float]] = {}
+    co_products: dict[Any, set[Any]] = {}
+    for p in split.train:
+        partners.setdefault(p.query_offer_id, {})[p.item_offer_id] = p.weight
+        co_products.setdefault(product_of[p.query_offer_id], set()).add(product_of[p.item_offer_id])
+
+    def front(q: int, rank: np.ndarray, moved: str) -> list[int]:
+        """The query's top ``K``: what ``moved`` names first, then the content model's order."""
+        first: list[int] = []
+        if moved in ("offer", "product"):
+            first = [b for b, _ in sorted(partners.get(q, {}).items(), key=lambda t: (-t[1], t[0]))]
+        if moved == "product":
+            near = co_products.get(product_of[q], set())
+            first += [int(o) for o in rank if o >= 0 and product_of[int(o)] in near]
+        out: list[int] = []
+        for o in first + [int(o) for o in rank]:
+            if o != q and o not in out:
+                out.append(o)
+            if len(out) == K:
+                break
+        return out + [-1] * (K - len(out))
+
+    targets = [split.targets[int(q)] for q in queries]
+    is_warm = np.array([int(q) in split.warm for q in queries])
+    return {
+        name: recall_by_warmth(
+            np.array([front(int(q), r, moved) for q, r in zip(queries, ranked, strict=True)]),
+            targets,
+            is_warm,
+            K,
+        )
+        for name, moved in (("content_trained", ""), ("offer", "offer"), ("product", "product"))
+    }
 
 
 def baselines(market: Marketplace, split: Split, queries: np.ndarray) -> dict[str, Any]:
@@ -140,16 +201,22 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     splits = {repr(best_pairs): split}
 
+    kept: dict[str, Any] = {}  # the best setting's split and content_trained vectors
+
     def trial(enc: Any, pairs: Any, note: dict[str, Any]) -> float:
         key = repr(pairs)
         if key not in splits:
             splits[key] = validation_split(
                 dataclasses.replace(market, cfg=dataclasses.replace(cfg, pairs=pairs)), args.validation_days
             )
-        figures = score(market, splits[key], enc, queries, cfg.seed, epochs)
+        vectors: dict[str, np.ndarray] = {}
+        figures = score(market, splits[key], enc, queries, cfg.seed, epochs, vectors)
         runs.append({**note, "training_pairs": len(splits[key].train), **figures})
         print(json.dumps(runs[-1]), flush=True)
-        return float(figures["encoder"]["all"])
+        got = float(figures["encoder"]["all"])
+        if "content_trained" in vectors and got > kept.get("score", -1.0):
+            kept.update(score=got, split=splits[key], content=vectors["content_trained"])
+        return got
 
     best_score = trial(best, best_pairs, {"setting": "configured"})
     for axis in args.grid.split():
@@ -170,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     axes = [a.split("=")[0] for a in args.grid.split()]
     chosen = {n: getattr(best if n.startswith("encoder.") else best_pairs, n.split(".")[1]) for n in axes}
     print(f"chosen on validation: {chosen} (Recall@50 {best_score})")
+    headroom = co_click_headroom(market, kept["split"], queries, kept["content"]) if kept else {}
+    print("co-click headroom of the chosen setting:", json.dumps(headroom), flush=True)
     payload = {
         "kind": "benchmark",
         "what": "encoder settings chosen on validation pairs carved from the training period",
@@ -180,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "training_pairs": len(split.train),
         "validation_queries": len(queries),
         "baselines": reference,
+        "co_click_headroom": headroom,
         "runs": runs,
         "chosen": chosen,
         "chosen_recall_at_50": best_score,

@@ -27,6 +27,7 @@ def train_and_score(
     seed: int,
     epochs: int,
     k: int = 50,
+    vectors: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Trains with the ``encoder`` config section's settings; Recall@``k`` on ``queries``.
 
@@ -35,6 +36,7 @@ def train_and_score(
         train_pairs: [n, 2] int64 (query offer, item offer) training pairs.
         targets: each query offer's set of held-out partners.
         queries: [Q] int64 query offers (each in ``offers`` and ``targets``).
+        vectors: if given, filled with each mode's offer vectors ([n, dim], rows as ``offers``).
     Returns: {"seconds", "loss", and per mode {"warm": recall, "cold": recall}}.
     """
     import torch
@@ -96,6 +98,8 @@ def train_and_score(
     for name, (t, ids_on) in modes.items():
         m: OfferTower = model.tower(t)
         v = embed(m, every, use_id=has_ids & ids_on)
+        if vectors is not None:
+            vectors[name] = v
         out[name] = recall_by_warmth(
             exact_search(v[q_rows], v, ids, k, exclude=queries)[1], wanted, warm_offer[q_rows], k
         )
