@@ -100,7 +100,7 @@ def co_click_headroom(
     """Recall@50 of the content model's ranking (``content``: every offer's vectors, rows as
     ``market.offers``) with what the training co-clicks say moved to its front: the query's training
     partners by weight (``offer``); those, then the offers of its top ``depth`` whose product was
-    co-clicked with the query's product (``product``)."""
+    co-clicked with the query's product (``product``); and how many training partners a warm query has."""
     ids = np.asarray(market.offers.column("offer_id").to_pylist(), dtype=np.int64)
     products = market.offers.column("product_id").to_pylist()
     product_of = {
@@ -132,7 +132,7 @@ def co_click_headroom(
 
     targets = [split.targets[int(q)] for q in queries]
     is_warm = np.array([int(q) in split.warm for q in queries])
-    return {
+    out: dict[str, Any] = {
         name: recall_by_warmth(
             np.array([front(int(q), r, moved) for q, r in zip(queries, ranked, strict=True)]),
             targets,
@@ -141,6 +141,11 @@ def co_click_headroom(
         )
         for name, moved in (("content_trained", ""), ("offer", "offer"), ("product", "product"))
     }
+    warm_partners = [len(partners[int(q)]) for q in queries if int(q) in partners]
+    out["training_partners_per_warm_query"] = (
+        round(float(np.mean(warm_partners)), 2) if warm_partners else 0.0
+    )
+    return out
 
 
 def baselines(market: Marketplace, split: Split, queries: np.ndarray) -> dict[str, Any]:
