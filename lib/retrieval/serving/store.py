@@ -138,7 +138,7 @@ class RedisStore:
         return None if got is None else _text(got)
 
     def versions(self) -> list[str]:
-        """Versions with a meta hash (fully loaded), oldest first by load time."""
+        """Versions with a meta hash (loaded, or being dropped), oldest first by load time."""
         out = []
         for key in self.client.scan_iter(match=f"{self.ns}:meta:*"):
             name = _text(key)[len(f"{self.ns}:meta:") :]
@@ -146,8 +146,8 @@ class RedisStore:
         return [name for _, name in sorted(out)]
 
     def retain(self, keep: int, batch: int = 10_000) -> list[str]:
-        """Deletes every version but the live one and the ``keep - 1`` loaded last before it (the
-        previous one always among them), carousels and meta; returns the deleted ones."""
+        """Deletes every version but the live one, the previous one and the ``keep - 2`` others loaded
+        last, carousels and meta; returns the deleted ones."""
         live, previous = self.current(), self.client.get(f"{self.ns}:previous")
         kept = {v for v in (live, None if previous is None else _text(previous)) if v}
         others = [v for v in self.versions() if v not in kept]
