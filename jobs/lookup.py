@@ -2,10 +2,12 @@
 
     ./submit.sh lookup 1234567 [89101112 ...] [--config conf/local.yaml]
     ./submit.sh lookup                      # three sampled offers
+    ./submit.sh lookup 1234567 --set serving.redis_url=redis://localhost:6379/0   # as served
 
 Reads `recs` and `offers` under paths.root; prints each offer (title, category, seller, product)
 and its carousel with scores, marking recommendations of the same product cluster where the
-synthetic ground truth is there to tell.
+synthetic ground truth is there to tell. With serving.redis_url set, the carousels are the ones live
+in Redis (publish_recs), read as a serving client reads them, and the version is printed.
 """
 
 from __future__ import annotations
@@ -19,14 +21,28 @@ from retrieval.report.spark_report import carousels
 from retrieval.spark_tables import TableError
 
 
-def lookup(spark: Any, root: str, offer_ids: Sequence[int], limit: int = 3) -> list[str]:
+def lookup(spark: Any, root: str, offer_ids: Sequence[int], limit: int = 3, store: Any = None) -> list[str]:
+    """The lines to print; ``store``: a ``RedisStore`` to read the carousels from, else the recs table."""
+
     def describe(oid: int, o: dict[str, Any] | None) -> str:
         if o is None:
             return f"{oid} (not in offers)"
         return f"{o['title']!r}  cat {o['category_id']} seller {o['seller_id']} product {o['product_id']}"
 
-    out = []
-    shown = carousels(spark, root, offer_ids, limit)
+    out, served = [], None
+    if store is not None:
+
+        def served(ids: list[int]) -> dict[int, list[dict[str, Any]] | None]:
+            got = store.get(ids)
+            out.append(f"carousels from {store.ns}, version {got.version or '(none published)'}")
+            return {
+                o: None
+                if c is None
+                else [{"offer_id": int(i), "score": float(s)} for i, s in zip(*c, strict=True)]
+                for o, c in got.recs.items()
+            }
+
+    shown = carousels(spark, root, offer_ids, limit, served)
     for c in shown:
         out.append(f"offer {c['offer_id']}: {describe(c['offer_id'], c['offer'])}")
         if not c["found"]:
@@ -50,10 +66,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, _, _ = load_config("lookup", __doc__, [a for a in (argv or sys.argv[1:]) if not a.isdigit()])
     from retrieval.spark import get_spark
 
+    store = None
+    if cfg.serving.redis_url:
+        from retrieval.serving.store import RedisStore, connect
+
+        store = RedisStore(connect(cfg.serving.redis_url), cfg.serving.namespace)
     spark = get_spark(cfg, "lookup")
     try:
-        print("\n".join(lookup(spark, cfg.paths.root, args.offer_ids)), flush=True)
-    except TableError as e:
+        print("\n".join(lookup(spark, cfg.paths.root, args.offer_ids, store=store)), flush=True)
+    except (TableError, ConnectionError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
 

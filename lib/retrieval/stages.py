@@ -139,6 +139,7 @@ STAGES: tuple[Stage, ...] = (
     # Commands of their own, outside the pipeline.
     Stage("eval_sessions", writes=("sessions", "benchmarks"), gpu=True, pipeline=False),
     Stage("eval_ltr", writes=("benchmarks",), pipeline=False),
+    Stage("publish_recs", reads=("recs",), pipeline=False),  # to the serving store (serving.redis_url)
     Stage("check_cluster", gpu=True, pipeline=False),
 )
 

@@ -624,6 +624,31 @@ class TrackingSection:
     experiment: str = "retrieval-at-scale"  # MLflow experiment the runs go to
 
 
+@dataclass
+class ServingSection:
+    """publish_recs and lookup: the serving store (retrieval.serving.store)."""
+
+    redis_url: str = ""  # redis://host:port/db; empty = no serving store (lookup reads the recs table)
+    namespace: str = "retrieval:recs"  # key prefix of the published carousels
+    keep_versions: int = 2  # versions kept: the live one and the one before it (a rollback), or more
+    batch: int = 1000  # carousels per pipelined round trip while loading
+
+    def validate(self) -> None:
+        _positive("serving", batch=self.batch)
+        if self.keep_versions < 2:
+            raise ConfigError(
+                f"serving.keep_versions must be >= 2 (the live and the previous); got {self.keep_versions}"
+            )
+        if not self.namespace or self.namespace.endswith(":"):
+            raise ConfigError(
+                f"serving.namespace must be a non-empty prefix without a trailing ':'; got {self.namespace!r}"
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"serving.redis_url must be redis://, rediss:// or unix://; got {self.redis_url!r}"
+            )
+
+
 def _neural_ndcg_arg(name: str, convert: Any = None) -> Any:
     def apply(cfg: Config, value: Any) -> None:
         for spec in cfg.ranker.losses:
@@ -658,6 +683,7 @@ class Config:
     visual: VisualSection = field(default_factory=VisualSection)
     report: ReportSection = field(default_factory=ReportSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
+    serving: ServingSection = field(default_factory=ServingSection)
 
     # Keys renamed in 0.2 (the `train` section split into `training` and `encoder`): still read, with
     # a ConfigWarning, until the next release.

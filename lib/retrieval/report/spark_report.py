@@ -4,7 +4,7 @@ beside them), and the recommendations' popularity bias. ``report/sections.py`` r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from retrieval import tables
@@ -15,11 +15,16 @@ if TYPE_CHECKING:
 
 
 def carousels(
-    spark: SparkSession, root: str, offer_ids: Sequence[int], limit: int = 3
+    spark: SparkSession,
+    root: str,
+    offer_ids: Sequence[int],
+    limit: int = 3,
+    served: Callable[[list[int]], dict[int, list[dict[str, Any]] | None]] | None = None,
 ) -> list[dict[str, Any]]:
     """Offers (``offer_ids``, or ``limit`` sampled ones with recs) and their recs, each as a dict:
     {offer_id, found, offer: {title, category_id, seller_id, product_id} | None, recs: [{offer_id, score,
-    offer, same_cluster (None without ground truth)}]}."""
+    offer, same_cluster (None without ground truth)}]}. ``served``, if given, reads the carousels (the
+    serving store: offer id -> [{offer_id, score}], None where it holds none) instead of the table."""
     from pyspark.sql import functions as F
 
     recs = read_table(spark, root, tables.RECS)
@@ -34,7 +39,12 @@ def carousels(
             .limit(limit)
             .collect()
         ]
-    rows = {r["offer_id"]: r["recs"] for r in recs.where(F.col("offer_id").isin(list(offer_ids))).collect()}
+    if served is not None:
+        rows = {o: rs for o, rs in served(list(offer_ids)).items() if rs is not None}
+    else:
+        rows = {
+            r["offer_id"]: r["recs"] for r in recs.where(F.col("offer_id").isin(list(offer_ids))).collect()
+        }
     wanted = set(offer_ids) | {x["offer_id"] for rs in rows.values() for x in rs}
     info = {r["offer_id"]: r.asDict() for r in offers.where(F.col("offer_id").isin(list(wanted))).collect()}
     cluster: dict[int, int] = {}
