@@ -13,8 +13,8 @@ item co-occurrence and the generator's oracle on the same queries, and the *co-c
 knowing every training co-click adds to the configured ``content_trained`` model, by moving to the front
 of its ranking the query's training partners (``offer``), and also the offers of the products co-clicked
 with the query's product (``product``; an offer without a product_id is a product of its own). A hybrid
-that learned everything the training pairs say beyond content would gain about that much. Settings are tried one axis at a time
-from the configured defaults (each axis keeps the best value of the ones before it), so the cost is
+that learned everything the training pairs say beyond content would gain about that much. Settings
+are tried one axis at a time from the configured defaults (each axis keeps the best value of the ones before it), so the cost is
 the sum of the axes' sizes, not their product. The choice is the encoder's best Recall@50 over all
 validation queries (which offers are warm depends on pairs.min_support, so warm subsets of two
 settings are not the same queries);
@@ -94,6 +94,14 @@ def score(
     return train_and_score(offers, pairs, split.targets, queries, encoder, seed, epochs, K, vectors)
 
 
+def training_partners(split: Split) -> dict[int, list[int]]:
+    """Each query offer's training partners, by pair weight (ties by id): item co-occurrence's ranking."""
+    weights: dict[int, dict[int, float]] = {}
+    for p in split.train:
+        weights.setdefault(p.query_offer_id, {})[p.item_offer_id] = p.weight
+    return {q: [b for b, _ in sorted(w.items(), key=lambda t: (-t[1], t[0]))] for q, w in weights.items()}
+
+
 def co_click_headroom(
     market: Marketplace, split: Split, queries: np.ndarray, content: np.ndarray, depth: int = 500
 ) -> dict[str, Any]:
@@ -108,17 +116,16 @@ def co_click_headroom(
     }
     row = {int(o): r for r, o in enumerate(ids)}
     ranked = exact_search(content[[row[int(q)] for q in queries]], content, ids, depth, exclude=queries)[1]
-    partners: dict[int, dict[int, float]] = {}
+    partners = training_partners(split)
     co_products: dict[Any, set[Any]] = {}
     for p in split.train:
-        partners.setdefault(p.query_offer_id, {})[p.item_offer_id] = p.weight
         co_products.setdefault(product_of[p.query_offer_id], set()).add(product_of[p.item_offer_id])
 
     def front(q: int, rank: np.ndarray, moved: str) -> list[int]:
         """The query's top ``K``: what ``moved`` names first, then the content model's order."""
         first: list[int] = []
         if moved in ("offer", "product"):
-            first = [b for b, _ in sorted(partners.get(q, {}).items(), key=lambda t: (-t[1], t[0]))]
+            first = list(partners.get(q, []))
         if moved == "product":
             near = co_products.get(product_of[q], set())
             first += [int(o) for o in rank if o >= 0 and product_of[int(o)] in near]
@@ -150,18 +157,8 @@ def co_click_headroom(
 
 def baselines(market: Marketplace, split: Split, queries: np.ndarray) -> dict[str, Any]:
     """Co-occurrence (training pairs) and the generator's oracle on the validation queries."""
-    weights: dict[int, dict[int, float]] = {}
-    for p in split.train:
-        weights.setdefault(p.query_offer_id, {})[p.item_offer_id] = p.weight
-    cooc = np.array(
-        [
-            np.pad(
-                [b for b, _ in sorted(weights.get(int(q), {}).items(), key=lambda t: (-t[1], t[0]))][:K],
-                (0, K),
-            )[:K]
-            for q in queries
-        ]
-    )
+    partners = training_partners(split)
+    cooc = np.array([np.pad(partners.get(int(q), [])[:K], (0, K))[:K] for q in queries])
     cat = Catalog(market.cfg.synth, market.cfg.seed)
     targets = [split.targets[int(q)] for q in queries]
     is_warm = np.array([int(q) in split.warm for q in queries])

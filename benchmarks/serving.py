@@ -34,7 +34,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "lib"))
 
-from retrieval.serving.store import RedisStore, connect, pack  # noqa: E402
+from retrieval.serving.store import RedisStore, connect, pack_recs  # noqa: E402
 
 BUDGET_MS = 120.0  # the reference system's budget for a whole search request
 
@@ -79,9 +79,7 @@ def read_recs(root: str) -> tuple[np.ndarray, list[bytes]]:
 
     t = ds.dataset(tables.path(root, tables.RECS), format="parquet").to_table(columns=["offer_id", "recs"])
     ids = t.column("offer_id").to_numpy()
-    blobs = [
-        pack([r["offer_id"] for r in rs], [r["score"] for r in rs]) for rs in t.column("recs").to_pylist()
-    ]
+    blobs = [pack_recs(rs) for rs in t.column("recs").to_pylist()]
     return ids, blobs
 
 

@@ -24,12 +24,12 @@ def load_recs(recs: DataFrame, url: str, namespace: str, version: str, batch: in
     def load_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        from retrieval.serving.store import RedisStore, connect, pack
+        from retrieval.serving.store import RedisStore, connect, pack_recs
 
         store, n = RedisStore(connect(url), namespace), 0
         for df in frames:
             rows = (
-                (int(o), pack([r["offer_id"] for r in rs], [r["score"] for r in rs]))
+                (int(o), pack_recs(rs))
                 for o, rs in zip(df["offer_id"].to_numpy(), df["recs"].to_numpy(), strict=True)
             )
             n += store.load(version, rows, batch)

@@ -21,7 +21,7 @@ only allows when every key of a namespace hashes to one slot.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,11 @@ return old
 def pack(ids: Sequence[int], scores: Sequence[float]) -> bytes:
     """A carousel as bytes: int64 ids then float32 scores, little-endian."""
     return np.asarray(ids, dtype="<i8").tobytes() + np.asarray(scores, dtype="<f4").tobytes()
+
+
+def pack_recs(recs: Sequence[Mapping[str, Any]]) -> bytes:
+    """A ``recs`` table cell (structs of offer_id, score) packed as :func:`pack` does."""
+    return pack([r["offer_id"] for r in recs], [r["score"] for r in recs])
 
 
 def unpack(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
