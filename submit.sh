@@ -2,10 +2,10 @@
 # Runs a job (or the whole pipeline) through spark-submit. ./submit.sh --help for the options.
 #   ./submit.sh pipeline                          the whole pipeline on the embedded synthetic marketplace
 #   ./submit.sh generate --config conf/test.yaml  one stage
-# The first run creates .venv with the pinned stack (scripts/setup_env.sh).
+# The first run creates .venv with the default lane's locked stack (scripts/setup_env.sh);
+# RETRIEVAL_LANE=petastorm ./submit.sh ... runs in the Petastorm lane's .venv-petastorm instead.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="${RETRIEVAL_VENV:-$repo/.venv}"
-"$repo/scripts/setup_env.sh"
+venv="$("$repo/scripts/setup_env.sh")"
 cd "$repo"
 exec "$venv/bin/python" -m retrieval.submit "$@"

@@ -429,8 +429,8 @@ class _Planted:
         return (eval, (f"open({str(self.marker)!r}, 'w').write('ran')",))
 
 
+@pytest.mark.petastorm
 def test_the_petastorm_feed_never_unpickles_a_planted_common_metadata(tmp_path: Path) -> None:
-    pytest.importorskip("petastorm")
     import pickle
 
     import pyarrow as pa

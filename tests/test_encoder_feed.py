@@ -13,7 +13,7 @@ import pytest
 
 from retrieval.encoder.features import Vocab, offer_row_features
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.both_lanes]  # CI runs these in the Petastorm lane too
 
 SMALL = Vocab(words=1024, chars=2048, categories=64, prices=32, sellers=128, ids=4096)
 
@@ -119,6 +119,7 @@ def multiset(feed: Any, epoch: int) -> Counter:
     return out
 
 
+@pytest.mark.petastorm
 def test_arrow_and_petastorm_feeds_yield_the_same_examples(examples: dict[str, Any]) -> None:
     from retrieval.encoder.train import pair_batch
     from retrieval.training.feed import ArrowFeed, PetastormFeed
@@ -129,6 +130,20 @@ def test_arrow_and_petastorm_feeds_yield_the_same_examples(examples: dict[str, A
     a0, p0 = multiset(arrow, 0), multiset(peta, 0)
     assert a0 == p0 == Counter(examples["pairs"])
     assert multiset(arrow, 1) == a0  # another epoch, another order, the same examples
+
+
+def test_the_petastorm_feed_outside_its_lane_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from retrieval.training import feed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "petastorm" else real(n, *a))
+    with pytest.raises(RuntimeError, match=r"setup_env.sh --petastorm"):
+        feed.require_feed("petastorm")
+    feed.require_feed("arrow")
+    with pytest.raises(ValueError, match="unknown feed 'parquet'"):
+        feed.require_feed("parquet")
 
 
 def test_features_survive_the_feed(examples: dict[str, Any]) -> None:
@@ -171,7 +186,7 @@ def test_an_empty_feed_fails_loudly(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("feed", ["arrow", "petastorm"])
+@pytest.mark.parametrize("feed", ["arrow", pytest.param("petastorm", marks=pytest.mark.petastorm)])
 def test_torch_distributor_trains_two_processes_and_resumes(
     spark: Any, examples: dict[str, Any], tmp_path: Path, feed: str
 ) -> None:

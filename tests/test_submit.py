@@ -114,8 +114,9 @@ def test_dry_run_for_remote_masters() -> None:
     def dry(*args: str) -> tuple[list[str], str]:
         out = submit("--dry-run", *args, env={"PYSPARK_PYTHON": ""})  # test.sh sets it
         assert out.returncode == 0, out.stderr
-        env, _, cmd = out.stdout.partition(str(REPO))
-        return shlex.split(str(REPO) + cmd), env
+        tokens = shlex.split(out.stdout)  # K=V ... spark-submit ...
+        at = next(i for i, t in enumerate(tokens) if t.endswith("spark-submit"))
+        return tokens[at:], " ".join(tokens[:at])
 
     cmd, env = dry("ingest", "--config", "conf/cluster.yaml")
     assert not any("resource.gpu" in c for c in cmd)  # a CPU stage does not hold GPUs

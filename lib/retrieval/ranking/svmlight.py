@@ -74,7 +74,7 @@ def load(path: str, n_features: int | None = None, max_features: int = MAX_FEATU
     if len(bad_label):
         r = int(bad_label[0])
         raise ValueError(
-            f"{path}:{line_of_row(path, r)}: label {y[r]!r}: labels must be non-negative integer grades"
+            f"{path}:{line_of_row(path, r)}: label {float(y[r])!r}: labels must be non-negative integer grades"
         )
 
     def line_of_value(at: int) -> int:  # the line of the row that holds x's stored value ``at`` (CSR)
@@ -88,6 +88,6 @@ def load(path: str, n_features: int | None = None, max_features: int = MAX_FEATU
     bad_value = np.flatnonzero(~np.isfinite(x.data))
     if len(bad_value):
         raise ValueError(
-            f"{path}:{line_of_value(int(bad_value[0]))}: a feature value is {x.data[bad_value[0]]!r}"
+            f"{path}:{line_of_value(int(bad_value[0]))}: a feature value is {float(x.data[bad_value[0]])!r}"
         )
     return RankData(np.asarray(x.todense(), dtype=np.float32), y.astype(np.int64), qid)

@@ -17,6 +17,7 @@ error, and a silent empty epoch must fail loudly instead.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -225,10 +226,25 @@ class PetastormFeed(_Feed):
 FEEDS: dict[str, type[_Feed]] = {"arrow": ArrowFeed, "petastorm": PetastormFeed}  # = config.sections.Feed
 
 
-def make_feed(kind: str, path: str, batch_size: int, to_batch: Batcher, **kw: Any) -> _Feed:
-    """The feed a config names (``training.feed``: arrow | petastorm) over the parquet rows under ``path``."""
+def require_feed(kind: str) -> None:
+    """Raises, naming the fix, when the feed ``kind`` cannot run in this environment.
+
+    The default lane does not install Petastorm (it caps pyarrow at 14 and numpy below 2); only the
+    Petastorm lane does (``scripts/setup_env.sh --petastorm``).
+    """
     if kind not in FEEDS:
         raise ValueError(f"unknown feed {kind!r}; choose one of {sorted(FEEDS)}")
+    if kind == "petastorm" and importlib.util.find_spec("petastorm") is None:
+        raise RuntimeError(
+            "training.feed=petastorm needs petastorm, which only the Petastorm lane installs: run "
+            "scripts/setup_env.sh --petastorm, then RETRIEVAL_LANE=petastorm ./submit.sh ... "
+            "(or keep training.feed=arrow, the default lane's feed)"
+        )
+
+
+def make_feed(kind: str, path: str, batch_size: int, to_batch: Batcher, **kw: Any) -> _Feed:
+    """The feed a config names (``training.feed``: arrow | petastorm) over the parquet rows under ``path``."""
+    require_feed(kind)
     return FEEDS[kind](path, batch_size, to_batch, **kw)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from retrieval.config import TrainingSection
+from retrieval.training.feed import require_feed
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def launch(worker: Worker, args: dict[str, Any], runtime: TrainingSection) -> di
     checkpoint; on executors it raises instead (a cluster's driver is not sized to train the model).
     The summary says how it went: ``attempts``, and ``fallback`` when it fell back.
     """
+    require_feed(runtime.feed)  # on the driver, before any process starts
     if runtime.num_processes <= 1:
         return _summary(worker(args))
     from pyspark.ml.torch.distributor import TorchDistributor

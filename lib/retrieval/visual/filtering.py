@@ -56,7 +56,7 @@ def close_pairs(ids: Sequence[int], thumbs: np.ndarray, max_rms: float = 0.01) -
     diff = thumbs[:, None, :] - thumbs[None, :, :]
     rms = np.sqrt((diff * diff).mean(axis=2))
     a, b = np.nonzero(np.triu(rms <= max_rms, k=1))
-    return [(int(ids[i]), int(ids[j])) for i, j in zip(a, b, strict=True)]
+    return [(int(ids[i]), int(ids[j])) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
 
 
 def groups(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
