@@ -16,9 +16,8 @@ import sys
 from typing import Any
 
 from retrieval import stages
-from retrieval.cli import load_config, pipeline_arguments, run_stage, setup_logging, summary, writing
+from retrieval.cli import load_config, pipeline_arguments, run_pipeline, setup_logging
 from retrieval.runlock import LockHeld
-from retrieval.spark import get_spark
 from retrieval.spark_tables import TableError
 from retrieval.tracking import Tracker
 
@@ -32,19 +31,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     tracker = Tracker(cfg)
-    results = []
     try:
-        # one lock for the whole run (a pipeline's stages share it): no other run slips in between
-        with writing(cfg), tracker.pipeline():
-            spark = get_spark(cfg, "pipeline")
-            for stage in chosen:
-                try:
-                    result = run_stage(spark, cfg, stage.name, stage.run_function(), source, tracker)
-                except TableError as e:
-                    print(f"error in stage {stage.name}: {e}", file=sys.stderr)
-                    raise SystemExit(1) from None
-                print(summary(stage.name, result), flush=True)
-                results.append(result)
+        results = run_pipeline(cfg, chosen, source=source, echo=True, tracker=tracker)
+    except TableError as e:
+        print(f"error in stage {e.stage}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     except LockHeld as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None

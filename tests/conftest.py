@@ -102,11 +102,65 @@ def submit(*args: str, timeout: int = 60, env: dict[str, str] | None = None) -> 
 
 
 @pytest.fixture(scope="session")
-def local_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """``./submit.sh pipeline --config conf/test.yaml`` on local[2], once: {"root", "out"}. The cluster
-    tests compare their outputs with this run's."""
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The project's wheel (``pip wheel .``), installed with ``--no-deps`` into a thin venv layered over
+    this lane's venv (its site-packages on the path, nothing installed twice), as a platform would take
+    it: {"wheel", "python", "retrieval" (the console command), "env"}. Its ``retrieval`` and ``jobs`` are
+    the wheel's, not the checkout's: the checkout's editable finder is not on the thin venv's path."""
+    import subprocess
+    import sysconfig
+
+    tmp = tmp_path_factory.mktemp("installed")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = ["--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(REPO)]
+    subprocess.run([*pip, "wheel", *build], check=True, capture_output=True)
+    (wheel,) = (tmp / "dist").glob("retrieval_at_scale-*.whl")
+    venv = tmp / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    (site / "lane.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", str(wheel)], check=True
+    )
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": str(venv / "bin" / "python"),
+        "RETRIEVAL_BUILD_DIR": str(tmp / "build"),
+    }
+    env.pop("PYTHONPATH", None)
+    return {
+        "wheel": wheel,
+        "python": venv / "bin" / "python",
+        "retrieval": venv / "bin" / "retrieval",
+        "env": env,
+    }
+
+
+@pytest.fixture(scope="session")
+def local_pipeline(tmp_path_factory: pytest.TempPathFactory, installed: dict[str, Any]) -> dict[str, Any]:
+    """``retrieval pipeline --config conf/test.yaml`` on local[2] from the installed wheel, run from a
+    directory that is not a checkout, once: {"root", "out"}. The cluster tests (which run ./submit.sh
+    from the checkout) compare their outputs with this run's."""
+    import subprocess
+
     root = tmp_path_factory.mktemp("local-pipeline")
-    out = submit("pipeline", "--config", "conf/test.yaml", "--set", f"paths.root={root}", timeout=900)
+    cwd = tmp_path_factory.mktemp("elsewhere")
+    out = subprocess.run(
+        [
+            str(installed["retrieval"]),
+            "pipeline",
+            "--config",
+            "conf/test.yaml",
+            "--set",
+            f"paths.root={root}",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=installed["env"],
+    )
     # spark-submit's PythonRunner merges the driver's stderr into stdout
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     return {"root": root, "out": out}

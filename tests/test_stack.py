@@ -29,6 +29,7 @@ def test_installed_versions_are_the_lanes_lock() -> None:
     import importlib.metadata as md
 
     locked = locked_versions(LANE)
+
     def installed(name: str) -> str | None:
         try:
             return md.version(name)  # the first on sys.path (setuptools puts its vendored copies after)

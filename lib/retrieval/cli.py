@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 
 
 def parser(stage: str, doc: str | None) -> argparse.ArgumentParser:
+    from retrieval.config.keys import help_epilog
+
     p = argparse.ArgumentParser(
         prog=f"./submit.sh {stage}",
         description=doc,
+        epilog=help_epilog(stages.job_config(stage)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -115,6 +118,36 @@ def ensure_stage(
     )
     run_stage(spark, cfg, stage, stages.get(stage).run_function())
     return True
+
+
+def run_pipeline(
+    cfg: config.Config,
+    chosen: Sequence[stages.Stage],
+    spark: SparkSession | None = None,
+    source: str | None = None,
+    echo: bool = False,
+    tracker: Tracker | None = None,
+) -> list[dict[str, Any]]:
+    """Runs ``chosen`` stages in order, in one Spark application, under one lock and one tracked
+    pipeline run (no other run slips in between); each stage as :func:`run_stage` runs it. Returns
+    their metrics; ``echo`` prints each stage's summary as it ends. A :class:`TableError` carries the
+    stage that met it (``.stage``)."""
+    from retrieval.spark import get_spark
+
+    tracker = tracker or Tracker(cfg)
+    results = []
+    with writing(cfg), tracker.pipeline():
+        session = spark or get_spark(cfg, "pipeline")
+        for stage in chosen:
+            try:
+                result = run_stage(session, cfg, stage.name, stage.run_function(), source, tracker)
+            except TableError as e:
+                e.stage = stage.name
+                raise
+            if echo:
+                print(summary(stage.name, result), flush=True)
+            results.append(result)
+    return results
 
 
 def summary(stage: str, result: dict[str, Any]) -> str:

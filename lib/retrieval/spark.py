@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from retrieval import home
 from retrieval.config import Config
 from retrieval.stages import gpu_applications
 
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-LOG4J_CONFIG = os.path.join("conf", "log4j2.properties")  # relative to the working directory (the repo)
 
 
 # Applications that use GPUs (the registry's GPU stages, and the pipeline: one application for every
@@ -122,14 +121,9 @@ def get_spark(cfg: Config, stage: str) -> SparkSession:
     for key, value in spark_conf(cfg, stage).items():
         if not given.contains(key):
             builder = builder.config(key, value)
-    if (
-        not under_submit
-        and os.path.exists(LOG4J_CONFIG)
-        and not given.contains("spark.driver.extraJavaOptions")
-    ):
-        builder = builder.config(
-            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={os.path.abspath(LOG4J_CONFIG)}"
-        )
+    log4j = home.log4j_config()
+    if not under_submit and os.path.exists(log4j) and not given.contains("spark.driver.extraJavaOptions"):
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log4j}")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     log.info("spark %s master=%s", spark.version, spark.sparkContext.master)

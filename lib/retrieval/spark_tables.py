@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 class TableError(ValueError):
     """A table is missing or does not match its contract."""
 
+    stage: str | None = None  # the pipeline stage that met it, when a pipeline ran it
+
 
 def validate(df: DataFrame, contract: Contract, *, exact: bool = False) -> None:
     """Checks that ``df`` has every column of ``contract`` with its type.

@@ -45,6 +45,9 @@ class Stage:
     pipeline: bool = True  # one of `./submit.sh pipeline`'s stages (and the weekly DAG's)
     optional_reads: tuple[str, ...] = ()  # read when they exist (ground truth, for metrics): not a dependency
     reads_metrics: bool = False  # reads every earlier pipeline stage's _metrics (the report)
+    # the config sections (and top-level keys) it reads beside paths, spark and tracking: its --help
+    # lists their keys with their defaults (tests/test_package.py checks the job module against it)
+    config: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -60,18 +63,27 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "generate",
         writes=("raw/offers", "raw/events", "truth/offer_product", "truth/relevance", "truth/examination"),
+        config=("synth", "seed"),
     ),
     Stage(
         "ingest",
         reads=("raw/offers", "raw/events"),
         writes=("offers", "events", "quarantine/offers", "quarantine/events"),
+        config=("ingest",),
     ),
-    Stage("mine_pairs", reads=("events",), writes=("pairs",), optional_reads=("truth/offer_product",)),
+    Stage(
+        "mine_pairs",
+        reads=("events",),
+        writes=("pairs",),
+        optional_reads=("truth/offer_product",),
+        config=("pairs", "split"),
+    ),
     Stage(
         "mine_listings",
         reads=("events", "offers"),
         writes=("listings", "models/position_bias"),
         optional_reads=("truth/examination",),
+        config=("listings", "split", "seed"),
     ),
     Stage(
         "train_encoder",
@@ -85,19 +97,27 @@ STAGES: tuple[Stage, ...] = (
         ),
         optional_reads=("truth/offer_product",),
         gpu=True,
+        config=("encoder", "training", "seed", "progress_s"),
     ),
     Stage(
         "embed_offers",
         reads=("offers", "pairs", "models/encoder"),
         writes=("embeddings", "embeddings_delta"),
         gpu=True,
+        config=("embed", "encoder", "recs"),
     ),
-    Stage("build_index", reads=("embeddings", "embeddings_delta"), writes=("index",)),
+    Stage(
+        "build_index",
+        reads=("embeddings", "embeddings_delta"),
+        writes=("index",),
+        config=("index", "recs", "seed"),
+    ),
     Stage(
         "precompute_recs",
         reads=("index", "offers", "embeddings", "embeddings_delta", "pairs"),
         writes=("recs",),
         optional_reads=("recs", "truth/offer_product"),
+        config=("recs", "index", "encoder", "seed"),
     ),
     Stage(
         "train_ranker",
@@ -111,39 +131,67 @@ STAGES: tuple[Stage, ...] = (
         ),
         gpu=True,
         optional_reads=("truth/relevance",),
+        config=("ranker", "training", "encoder", "seed", "progress_s"),
     ),
     Stage(
         "visual_pairs",
         reads=("offers",),
         writes=("visual/images", "visual/quarantine", "visual/train_groups", "visual/test_queries"),
+        config=("visual", "training", "seed"),
     ),
-    Stage("train_visual", reads=("visual/train_groups",), writes=("models/visual",), gpu=True),
+    Stage(
+        "train_visual",
+        reads=("visual/train_groups",),
+        writes=("models/visual",),
+        gpu=True,
+        config=("visual", "training", "seed"),
+    ),
     Stage(
         "embed_images",
         reads=("visual/images", "visual/test_queries", "models/visual"),
         writes=("visual/embeddings", "visual_index"),
         gpu=True,
+        config=("visual", "training", "seed"),
     ),
     Stage(
         "evaluate_visual",
         reads=("visual/images", "visual/test_queries", "models/visual"),
         writes=("report",),
         gpu=True,
+        config=("visual", "training", "seed"),
     ),
     Stage(
         "evaluate",
         writes=("report",),
         optional_reads=("offers", "pairs", "recs", "ranker/test_scored", "truth/offer_product"),
         reads_metrics=True,
+        config=("report", "recs", "encoder", "seed", "progress_s"),
     ),
     # Commands of their own, outside the pipeline.
-    Stage("eval_sessions", writes=("sessions", "benchmarks"), gpu=True, pipeline=False),
-    Stage("eval_ltr", writes=("benchmarks",), pipeline=False),
-    Stage("publish_recs", reads=("recs",), pipeline=False),  # to the serving store (serving.redis_url)
-    Stage("check_cluster", gpu=True, pipeline=False),
+    Stage(
+        "eval_sessions",
+        writes=("sessions", "benchmarks"),
+        gpu=True,
+        pipeline=False,
+        config=("sessions", "training", "seed", "progress_s"),
+    ),
+    Stage("eval_ltr", writes=("benchmarks",), pipeline=False, config=("ltr", "ranker", "training", "seed")),
+    # to the serving store (serving.redis_url)
+    Stage("publish_recs", reads=("recs",), pipeline=False, config=("serving",)),
+    Stage("check_cluster", gpu=True, pipeline=False, config=("training", "encoder")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}
+# the jobs that are not stages (they write nothing a stage reads), and the config they read
+JOB_CONFIG = {"lookup": ("serving", "recs"), "lock": (), "pipeline": ()}
+
+
+def job_config(job: str) -> tuple[str, ...]:
+    """The config sections and keys ``jobs/<job>.py`` reads beside paths, spark and tracking (the
+    pipeline: every stage's)."""
+    if job == "pipeline":
+        return tuple(dict.fromkeys(k for s in pipeline_stages() for k in s.config))
+    return BY_NAME[job].config if job in BY_NAME else JOB_CONFIG.get(job, ())
 
 
 def get(name: str) -> Stage:

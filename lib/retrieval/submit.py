@@ -18,14 +18,9 @@ import sys
 import zipfile
 from collections.abc import Sequence
 
-from retrieval import config, runlock, storage
-from retrieval.spark import LOG4J_CONFIG, is_local_master, local_dirs, spark_conf
+from retrieval import config, home, runlock, storage
+from retrieval.spark import is_local_master, local_dirs, spark_conf
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
-JOBS_DIR = os.path.join(REPO_ROOT, "jobs")
-LIB_DIR = os.path.join(REPO_ROOT, "lib")
-BUILD_DIR = os.path.join(REPO_ROOT, "build")
-DEFAULT_CONFIG = os.path.join(REPO_ROOT, "conf", "local.yaml")  # the embedded default
 PYTHON_ENV_DIR = "environment"  # where executors unpack spark.python_env (--archives ...#environment)
 
 USAGE = """usage: ./submit.sh [--dry-run] <job> [--config conf/X.yaml] [--set section.key=value ...]
@@ -33,9 +28,11 @@ USAGE = """usage: ./submit.sh [--dry-run] <job> [--config conf/X.yaml] [--set se
        ./submit.sh --help            this text
 
 Runs jobs/<job>.py with spark-submit (the venv's, or $SPARK_HOME/bin/spark-submit when SPARK_HOME
-is set), shipping lib/ and jobs/ as a zip with --py-files. The first run creates .venv.
+is set), shipping the retrieval and jobs packages as a zip with --py-files. ./submit.sh is the
+`retrieval submit` command of the installed package; its first run creates .venv.
 
   --dry-run        print the exact spark-submit command (and its environment) instead of running it
+  --print-config   print the resolved config (after --config and every --set) instead of running
   --config FILE    YAML config; default conf/local.yaml (the embedded synthetic marketplace).
                    conf/test.yaml: tiny, for tests; conf/cluster.yaml: a real cluster.
   --set K=V        override one config value, repeatable (e.g. --set paths.root=/tmp/run1)
@@ -48,27 +45,38 @@ jobs:
 
 
 def list_jobs() -> dict[str, str]:
-    """Job name -> first line of its docstring, for every ``jobs/*.py``."""
+    """Job name -> the first paragraph of its docstring, for every ``jobs/*.py``."""
     out = {}
-    for name in sorted(os.listdir(JOBS_DIR)):
+    jobs_dir = home.jobs_dir()
+    for name in sorted(os.listdir(jobs_dir)):
         if name.endswith(".py") and not name.startswith("_"):
-            with open(os.path.join(JOBS_DIR, name), encoding="utf-8") as f:
+            with open(os.path.join(jobs_dir, name), encoding="utf-8") as f:
                 doc = ast.get_docstring(ast.parse(f.read())) or ""
-            first = doc.splitlines()[0] if doc else ""
+            # the docstring's first paragraph (a summary may wrap over two lines)
+            first = " ".join(doc.split("\n\n")[0].split()) if doc else ""
             out[name[:-3]] = first.removeprefix(f"{name[:-3]}: ")
     return out
 
 
+def job_lines() -> str:
+    """One line per job: its name and the first line of its docstring."""
+    jobs = list_jobs()
+    width = max(len(j) for j in jobs)
+    return "\n".join(f"  {j:<{width}}  {d}" for j, d in jobs.items())
+
+
 def job_doc(job: str) -> str:
-    with open(os.path.join(JOBS_DIR, f"{job}.py"), encoding="utf-8") as f:
+    with open(os.path.join(home.jobs_dir(), f"{job}.py"), encoding="utf-8") as f:
         return ast.get_docstring(ast.parse(f.read())) or ""
 
 
 def build_zip() -> str:
-    """Zips ``lib/retrieval`` and ``jobs`` (pure Python only) into ``build/``; reused while unchanged."""
+    """Zips the ``retrieval`` and ``jobs`` packages (pure Python only) into ``home.build_dir()``; reused
+    while unchanged. From a checkout or an installed wheel alike."""
     files = []
-    for base, top in ((LIB_DIR, "retrieval"), (REPO_ROOT, "jobs")):
-        for dirpath, dirnames, filenames in os.walk(os.path.join(base, top)):
+    for package in (home.PACKAGE_DIR, home.jobs_dir()):
+        base = os.path.dirname(package)
+        for dirpath, dirnames, filenames in os.walk(package):
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
             files += [
                 (os.path.join(dirpath, n), os.path.relpath(os.path.join(dirpath, n), base))
@@ -80,8 +88,9 @@ def build_zip() -> str:
         digest.update(arc.encode())
         with open(path, "rb") as f:
             digest.update(f.read())
-    os.makedirs(BUILD_DIR, exist_ok=True)
-    target = os.path.join(BUILD_DIR, f"retrieval-{digest.hexdigest()[:12]}.zip")
+    build = home.build_dir()
+    os.makedirs(build, exist_ok=True)
+    target = os.path.join(build, f"retrieval-{digest.hexdigest()[:12]}.zip")
     if not os.path.exists(target):
         tmp = f"{target}.tmp-{os.getpid()}"
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
@@ -96,7 +105,12 @@ def spark_submit_binary() -> str:
     if home:
         return os.path.join(home, "bin", "spark-submit")
     here = os.path.join(os.path.dirname(sys.executable), "spark-submit")
-    return here if os.path.exists(here) else "spark-submit"
+    if os.path.exists(here):
+        return here
+    import pyspark  # a venv layered over another (the wheel's test) has no bin/spark-submit of its own
+
+    shipped = os.path.join(os.path.dirname(pyspark.__file__), "bin", "spark-submit")
+    return shipped if os.path.exists(shipped) else "spark-submit"
 
 
 # spark-submit's own flags for settings it also takes as --conf: whatever spark_conf ends with (the
@@ -134,7 +148,7 @@ def command(job: str, job_args: Sequence[str], cfg: config.Config, config_file: 
     for key, value in conf.items():
         if key not in FLAGS and key != "spark.app.name":
             cmd += ["--conf", f"{key}={value}"]
-    log4j = os.path.join(REPO_ROOT, LOG4J_CONFIG)
+    log4j = home.log4j_config()
     if s.deploy_mode == "client" and os.path.exists(log4j):
         cmd += ["--driver-java-options", f"-Dlog4j2.configurationFile={log4j}"]
     if s.python_env:
@@ -157,7 +171,7 @@ def command(job: str, job_args: Sequence[str], cfg: config.Config, config_file: 
     if s.deploy_mode == "cluster" and os.environ.get(runlock.GROUP_ENV):
         # the driver runs on a node, without this environment: its run group goes as an argument
         args += ["--run-group", os.environ[runlock.GROUP_ENV]]
-    cmd += [os.path.join(JOBS_DIR, f"{job}.py"), *args]
+    cmd += [os.path.join(home.jobs_dir(), f"{job}.py"), *args]
     return cmd
 
 
@@ -205,6 +219,22 @@ def _config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
     return config_file, sets
 
 
+def print_config(args: Sequence[str]) -> int:
+    """``--print-config``: the config that ``args`` (--config, --set) resolve to, as YAML."""
+    config_file, sets = _config_args(args)
+    try:
+        cfg = config.load(config_file or home.default_config(), sets)
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"# {home.config_path(config_file) if config_file else home.default_config()}"
+        + "".join(f" --set {s}" for s in sets)
+    )
+    print(config.to_yaml(cfg), end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     dry_run = False
@@ -212,9 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dry_run = True
         argv.pop(0)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        jobs = list_jobs()
-        width = max(len(j) for j in jobs)
-        print(USAGE + "\n".join(f"  {j:<{width}}  {d}" for j, d in jobs.items()))
+        print(USAGE + job_lines())
         return 0 if argv else 2
     job, job_args = argv[0], argv[1:]
     jobs = list_jobs()
@@ -229,10 +257,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline_arguments(p)
         p.print_help()
         return 0
+    if "--print-config" in job_args:
+        return print_config([a for a in job_args if a != "--print-config"])
     config_file, sets = _config_args(job_args)
-    if config_file is None and os.path.exists(DEFAULT_CONFIG):
-        config_file = os.path.relpath(DEFAULT_CONFIG)
+    if config_file is None:
+        config_file = os.path.relpath(home.default_config())
         job_args = ["--config", config_file, *job_args]
+    elif home.config_path(config_file) != config_file:  # conf/test.yaml from a wheel: the shipped one
+        given, config_file = config_file, home.config_path(config_file)
+        job_args = [
+            config_file if a == given else f"--config={config_file}" if a == f"--config={given}" else a
+            for a in job_args
+        ]
     try:
         cfg = config.load(config_file, sets)
     except config.ConfigError as e:

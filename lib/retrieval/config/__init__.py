@@ -11,9 +11,10 @@ its runtime through :func:`runtime` (``runtime(cfg, "visual")``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from retrieval import storage
+from retrieval import home, storage
 from retrieval.config import loader
 from retrieval.config.loader import ConfigError, ConfigWarning
 from retrieval.config.sections import (
@@ -94,10 +95,15 @@ def to_yaml(cfg: Config) -> str:
     return loader.to_yaml(cfg)
 
 
-def load(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Loads defaults, then the YAML file at ``path`` (if any), then each ``--set`` override in order."""
-    cfg = Config()
+def load(
+    path: str | None = None, overrides: list[str] | tuple[str, ...] = (), base: Config | None = None
+) -> Config:
+    """Loads defaults (or a copy of ``base``), then the YAML file at ``path`` (if any; ``conf/X.yaml``
+    falls back to the shipped config of that name, see ``home.config_path``), then each ``--set``
+    override in order."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
     if path:
+        path = home.config_path(path)
         loader.merge(cfg, loader.load_yaml(path), path)
     for assignment in overrides:
         apply_override(cfg, assignment)
