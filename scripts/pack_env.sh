@@ -74,7 +74,7 @@ printf '%s' "$torch_want" >"$venv/.retrieval-pack-torch"
 src="$(mktemp -d)"
 tmp_out="${out%.tar.gz}.tmp-$$.tar.gz"
 trap 'rm -rf "$src" "$tmp_out"' EXIT
-tar -C "$repo" --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.pyc' -cf - pyproject.toml README.md lib |
+tar -C "$repo" --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.pyc' -cf - pyproject.toml README.md lib jobs conf |
   tar -C "$src" -xf -
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --no-deps --force-reinstall "$src" 2>&1 | grep -v 'is ignored' >&2 || true
