@@ -38,7 +38,7 @@ def run(spark: Any, cfg: Config) -> dict[str, Any]:
         data.train, data.prefixes, data.item_ids, s, cfg.seed, model_dir
     )
     sessions = benchmark.SessionData(data.train, data.prefixes, data.labels, len(data.item_ids))
-    ranked.update(benchmark.iter_methods(sessions, s.k))
+    ranked.update(benchmark.iter_methods(sessions, s.k, cfg.progress_s))
     figures = benchmark.figures_of(ranked, data.labels, s.k)
     results = benchmark.payload(s, imported, data, figures, history, out_dir)
     results_path = storage.join(cfg.paths.results, f"{s.name}.json")

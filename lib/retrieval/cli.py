@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from retrieval import commit, config, runlock, stage_metrics, stages
+from retrieval.progress import SparkProgress
 from retrieval.spark_tables import TableError
 from retrieval.tracking import Tracker
 
@@ -80,7 +81,14 @@ def run_stage(
     spark.sparkContext.setJobGroup(stage, f"stage {stage}")
     tracker = tracker or Tracker(cfg)
     try:
-        with stage_metrics.timed() as t, writing(cfg), commit.transaction(cfg.paths.root, stage, join=False):
+        with (
+            stage_metrics.timed() as t,
+            writing(cfg),
+            commit.transaction(cfg.paths.root, stage, join=False),
+            SparkProgress(
+                spark.sparkContext, stage, cfg.progress_s
+            ),  # Spark's stages of this one, as they go
+        ):
             result = run(spark, cfg)
     except Exception as e:
         tracker.log_failure(stage, e)

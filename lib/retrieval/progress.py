@@ -89,3 +89,90 @@ class Progress:
     ) -> None:
         if exc_type is None:
             self.emit()
+
+
+def spark_stage_line(what: str, stages: list[dict[str, Any]], elapsed: float) -> str | None:
+    """One line on a stage's running Spark stages (Spark's status tracker, as plain dicts: ``job``,
+    ``stage``, ``name``, ``tasks``, ``done``, ``running``, ``failed``), or None when none is running."""
+    if not stages:
+        return None
+    parts = []
+    for s in stages:
+        part = f"job {s['job']} stage {s['stage']} ({s['name']}): {s['done']:,}/{s['tasks']:,} tasks"
+        if s["tasks"]:
+            part += f" ({100.0 * s['done'] / s['tasks']:.0f}%)"
+        part += f", {s['running']} running" + (f", {s['failed']} failed" if s["failed"] else "")
+        parts.append(part)
+    return f"{what}: {_duration(elapsed)} elapsed; " + "; ".join(parts)
+
+
+class SparkProgress:
+    """Logs, every ``every_s`` seconds from a daemon thread, the running Spark stages of the job group
+    ``group`` (what ``run_stage`` sets for each pipeline stage), from Spark's status tracker: a long
+    Spark stage (mine_listings' shuffles, say) shows how far it is instead of running in silence.
+
+    ``every_s`` <= 0: nothing. Reading the tracker never fails the stage: an error ends the thread.
+    """
+
+    def __init__(self, sc: Any, group: str, every_s: float, logger: logging.Logger | None = None) -> None:
+        import threading
+
+        self.sc, self.group, self.every_s = sc, group, every_s
+        self.log = logger or log
+        self.lines = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"spark-progress-{group}", daemon=True)
+        self.start = time.monotonic()
+
+    def running(self) -> list[dict[str, Any]]:
+        """The group's running jobs' active stages, as plain dicts (see :func:`spark_stage_line`)."""
+        tracker = self.sc.statusTracker()
+        out = []
+        for job_id in sorted(tracker.getJobIdsForGroup(self.group)):
+            job = tracker.getJobInfo(job_id)
+            if job is None or str(job.status) != "RUNNING":
+                continue
+            for stage_id in sorted(job.stageIds):
+                info = tracker.getStageInfo(stage_id)
+                if info is None or info.numActiveTasks + info.numCompletedTasks == 0:
+                    continue  # not started yet
+                if info.numCompletedTasks >= info.numTasks:
+                    continue  # done
+                out.append(
+                    {
+                        "job": job_id,
+                        "stage": stage_id,
+                        "name": info.name.split(" at ")[0],
+                        "tasks": info.numTasks,
+                        "done": info.numCompletedTasks,
+                        "running": info.numActiveTasks,
+                        "failed": info.numFailedTasks,
+                    }
+                )
+        return out
+
+    def emit(self) -> None:
+        line = spark_stage_line(f"stage {self.group}", self.running(), time.monotonic() - self.start)
+        if line:
+            self.lines += 1
+            self.log.info("%s", line)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.emit()
+            except Exception as e:  # progress must never fail the stage
+                self.log.debug("spark progress stopped: %s", e)
+                return
+
+    def __enter__(self) -> SparkProgress:
+        if self.every_s > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

@@ -147,13 +147,17 @@ def item_knn(
     k: int = 20,
     include_self: bool = False,
     block: int = 4096,
+    progress_s: float = 30.0,
 ) -> np.ndarray:
     """Item-KNN on the last item: cosine between items' session-occurrence vectors, top k; POP fills gaps.
 
     ``include_self=False`` is the classic method (what SR-GNN's table reports); True lets the last item
-    recommend itself, which pays off on logs with many repeated clicks.
+    recommend itself, which pays off on logs with many repeated clicks. A progress line every
+    ``progress_s`` seconds (a 60k-item set takes minutes).
     """
     from scipy import sparse
+
+    from retrieval.progress import Progress
 
     rows = np.repeat(np.arange(len(train)), [len(set(s)) for s in train])
     cols = np.concatenate([np.fromiter(set(s), dtype=np.int64) for s in train])
@@ -166,28 +170,49 @@ def item_knn(
     fill = pop_ranking(counts, k + 1)
     last = np.array([p[-1] if p else 0 for p in prefixes], dtype=np.int64)
     out = np.zeros((len(prefixes), k), dtype=np.int64)
-    for lo in range(0, len(last), block):
-        sims = co[last[lo : lo + block]].toarray()  # [b, items]
-        sims = sims / np.maximum(norms[last[lo : lo + block], None] * norms[None, :], 1e-12)
-        if not include_self:
-            sims[np.arange(len(sims)), last[lo : lo + block]] = 0.0
-        sims[:, 0] = -1.0
-        top = np.argpartition(-sims, k, axis=1)[:, :k]
-        order = np.take_along_axis(sims, top, axis=1)
-        top = np.take_along_axis(top, np.argsort(-order, axis=1, kind="stable"), axis=1)
-        valid = np.take_along_axis(sims, top, axis=1) > 0
-        for i in range(len(top)):
-            got = [int(t) for t, v in zip(top[i], valid[i], strict=True) if v]
-            out[lo + i] = (got + [int(f) for f in fill if f not in got])[:k]
+    name = "item_knn_with_repeats" if include_self else "item_knn"
+    with Progress(f"{name} scoring", total=len(last), unit="prefixes", every_s=progress_s) as progress:
+        for lo in range(0, len(last), block):
+            _item_knn_block(co, norms, fill, last, lo, block, k, include_self, out)
+            progress.update(min(block, len(last) - lo))
     return out
 
 
-def iter_methods(data: SessionData, k: int = 20) -> Iterator[tuple[str, np.ndarray]]:
+def _item_knn_block(
+    co: Any,
+    norms: np.ndarray,
+    fill: np.ndarray,
+    last: np.ndarray,
+    lo: int,
+    block: int,
+    k: int,
+    include_self: bool,
+    out: np.ndarray,
+) -> None:
+    """Item-KNN's top ``k`` for the prefixes ``lo:lo+block`` (their last items ``last``), into ``out``."""
+    sims = co[last[lo : lo + block]].toarray()  # [b, items]
+    sims = sims / np.maximum(norms[last[lo : lo + block], None] * norms[None, :], 1e-12)
+    if not include_self:
+        sims[np.arange(len(sims)), last[lo : lo + block]] = 0.0
+    sims[:, 0] = -1.0
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    order = np.take_along_axis(sims, top, axis=1)
+    top = np.take_along_axis(top, np.argsort(-order, axis=1, kind="stable"), axis=1)
+    valid = np.take_along_axis(sims, top, axis=1) > 0
+    for i in range(len(top)):
+        got = [int(t) for t, v in zip(top[i], valid[i], strict=True) if v]
+        out[lo + i] = (got + [int(f) for f in fill if f not in got])[:k]
+
+
+def iter_methods(
+    data: SessionData, k: int = 20, progress_s: float = 30.0
+) -> Iterator[tuple[str, np.ndarray]]:
     counts = popularity(data.train, data.n_items)
     yield "pop", np.tile(pop_ranking(counts, k), (len(data.prefixes), 1))
     yield "s_pop", s_pop(data.prefixes, counts, k)
-    yield "item_knn", item_knn(data.train, data.n_items, data.prefixes, k)
-    yield "item_knn_with_repeats", item_knn(data.train, data.n_items, data.prefixes, k, include_self=True)
+    yield "item_knn", item_knn(data.train, data.n_items, data.prefixes, k, progress_s=progress_s)
+    knn = item_knn(data.train, data.n_items, data.prefixes, k, include_self=True, progress_s=progress_s)
+    yield "item_knn_with_repeats", knn
 
 
 def encoder_methods(
