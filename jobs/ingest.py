@@ -1,6 +1,11 @@
 """ingest: raw offers and events -> validated `offers` and `events` + `quarantine/<table>` with reasons.
 
     ./submit.sh ingest [--config conf/local.yaml] [--set ingest.max_session_events=500]
+    ./submit.sh ingest --set ingest.offers=data/offers.csv --set ingest.events='data/events/*.jsonl'
+
+Reads <root>/raw/offers and raw/events (what generate writes), or a user's files in their place:
+parquet, CSV or JSON lines (`ingest.offers`, `ingest.events`, `ingest.format`; README, Bring your own
+data); a record whose values do not parse is quarantined with its original text (`unparsable`).
 
 Malformed rows (null keys, unparsable timestamps, bad prices, events on unknown offers) go to
 quarantine with their reason; exact duplicates are removed and counted; bot sessions go to
@@ -17,17 +22,27 @@ from pyspark.sql import functions as F
 from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
-from retrieval.ingest.spark_ingest import check_accounting, ingest_events, ingest_offers
+from retrieval.ingest.spark_ingest import check_accounting, ingest_events, ingest_offers, with_unparsable
+from retrieval.ingest.spark_read import UNPARSABLE, read_raw
 from retrieval.spark_tables import quarantine_rows, read_table, write_quarantine, write_table
+
+
+def raw_table(spark: Any, cfg: Config, contract: tables.Contract, path: str) -> tuple[Any, Any]:
+    """(the raw rows that parsed, the ones that did not or None): a user's files at ``path`` in any of
+    ``ingest.format``'s formats, or the root's raw table when ``path`` is empty."""
+    if not path:
+        return read_table(spark, cfg.paths.root, contract), None
+    df = read_raw(spark, path, contract, cfg.ingest.format)
+    return df.where(F.col(UNPARSABLE).isNull()).drop(UNPARSABLE), df.where(F.col(UNPARSABLE).isNotNull())
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root = cfg.paths.root
-    raw_offers = read_table(spark, root, tables.RAW_OFFERS)
-    raw_events = read_table(spark, root, tables.RAW_EVENTS)
-    offers = ingest_offers(raw_offers, cfg.ingest)
+    raw_offers, bad_offers = raw_table(spark, cfg, tables.RAW_OFFERS, cfg.ingest.offers)
+    raw_events, bad_events = raw_table(spark, cfg, tables.RAW_EVENTS, cfg.ingest.events)
+    offers = with_unparsable(ingest_offers(raw_offers, cfg.ingest), bad_offers)
     check_accounting("offers", offers)
-    events = ingest_events(raw_events, offers.accepted, cfg.ingest)
+    events = with_unparsable(ingest_events(raw_events, offers.accepted, cfg.ingest), bad_events)
     check_accounting("events", events)
     parts = cfg.ingest.events_partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
     outputs = {

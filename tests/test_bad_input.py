@@ -174,6 +174,102 @@ def test_ingest_on_spark_quarantines_every_case_with_its_reason(spark: Any, tmp_
     assert events.accepted.where(F.col("offer_id") == -7).count() == 1
 
 
+@pytest.mark.parametrize(
+    ("path", "given", "want"),
+    [
+        ("logs/offers.csv", "auto", "csv"),
+        ("logs/events.tsv.gz", "auto", "csv"),
+        ("s3://b/events/day=1/part.jsonl", "auto", "jsonl"),
+        ("logs/events.ndjson", "auto", "jsonl"),
+        ("logs/events/", "auto", "parquet"),
+        ("logs/events.txt", "csv", "csv"),
+    ],
+)
+def test_a_users_files_format_comes_from_the_config_or_the_extension(
+    path: str, given: str, want: str
+) -> None:
+    from retrieval.ingest.spark_read import format_of
+
+    assert format_of(path, given) == want
+
+
+@pytest.mark.spark
+def test_ingest_reads_a_users_csv_and_json_lines_and_quarantines_what_does_not_parse(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A user's offers as CSV and events as JSON lines, some values unparsable and one line broken: every
+    record is accepted, quarantined with its reason (``unparsable``, with its original text), or a
+    duplicate, and the accounting closes."""
+    from conftest import make_config
+    from jobs import ingest
+    from retrieval import commit, tables
+    from retrieval.cli import run_stage
+    from retrieval.storage import local_path
+
+    (tmp_path / "offers.csv").write_text(
+        "offer_id,title,category_id,price,seller_id,product_id,image_ref,updated_at,deleted,colour\n"
+        "1,red shoe,5,10.5,7,100,,2026-10-01T00:00:00,false,red\n"
+        "2,blue shoe,5,12.0,7,,,2026-10-01T00:00:00,,blue\n"
+        '3,green shoe,5,"12,50",7,,,,,green\n'  # a decimal comma: not a double
+        "4,hat,six,3.0,7,,,,,\n"  # a category that is not a number
+    )
+    good = {"session_id": "s1", "ts": "2026-10-01T10:00:00", "event": "view", "offer_id": 1}
+    lines = [
+        good,
+        {**good, "ts": "2026-10-01T10:01:00", "offer_id": 2},
+        {
+            **good,
+            "ts": "2026-10-01T10:02:00",
+            "event": "search",
+            "offer_id": None,
+            "query_id": "q1",
+            "query_text": "shoe",
+            "listing": [1, 2],
+        },
+        {
+            **good,
+            "ts": "2026-10-01T10:03:00",
+            "event": "click",
+            "offer_id": 2,
+            "query_id": "q1",
+            "position": 2,
+        },
+        {**good, "ts": "2026-10-01T10:04:00", "position": "second"},  # not an int
+        {**good, "ts": "2026-10-01T10:05:00", "event": "search", "query_id": "q2", "listing": "[1, x]"},
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"session_id": "s1", "ts": \n')
+    cfg = make_config(
+        tmp_path / "root", f"ingest.offers={tmp_path / 'offers.csv'}", f"ingest.events={events}"
+    )
+    m = run_stage(spark, cfg, "ingest", ingest.run)
+    assert m["tables"]["offers"]["rows_in"] == 4 and m["tables"]["offers"]["rows_accepted"] == 2
+    assert m["tables"]["offers"]["quarantine_reasons"] == {"unparsable": 2}
+    assert m["tables"]["events"]["rows_in"] == 7 and m["tables"]["events"]["rows_accepted"] == 4
+    assert m["tables"]["events"]["quarantine_reasons"] == {"unparsable": 3}
+    root = str(tmp_path / "root")
+    quarantined = spark.read.parquet(local_path(commit.resolve(root, "quarantine/offers"))).collect()
+    raw = sorted(r["raw"] for r in quarantined)
+    assert any('"price":"12,50"' in r for r in raw) and any('"category_id":"six"' in r for r in raw)
+    quarantined = spark.read.parquet(local_path(commit.resolve(root, "quarantine/events"))).collect()
+    texts = [r["raw"] for r in quarantined]
+    assert any('"position":"second"' in t for t in texts) and any('"listing":"[1, x]"' in t for t in texts)
+    assert any(t.startswith('{"session_id": "s1", "ts": ') for t in texts)  # the broken line, as it was
+    accepted = spark.read.parquet(local_path(commit.resolve(root, tables.OFFERS.name)))
+    assert sorted(r["offer_id"] for r in accepted.collect()) == [1, 2]
+
+
+@pytest.mark.spark
+def test_a_users_file_without_a_key_column_names_the_file_and_the_column(spark: Any, tmp_path: Path) -> None:
+    from retrieval import tables
+    from retrieval.ingest.spark_read import read_raw
+
+    path = tmp_path / "events.csv"
+    path.write_text("session,ts,event\ns1,2026-10-01T10:00:00,view\n")
+    with pytest.raises(ValueError, match=r"events\.csv: no column 'session_id' \(the raw/events columns"):
+        read_raw(spark, str(path), tables.RAW_EVENTS)
+
+
 def test_two_searches_sharing_a_query_id_are_both_ambiguous() -> None:
     a = search(query_id="q7", listing=[1, 2])
     rows = [a, dict(a), search(query_id="q7", listing=[2, 3], ts=f"{DAY} 10:05:00"), search(query_id="q8")]

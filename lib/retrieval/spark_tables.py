@@ -98,14 +98,18 @@ def quarantine_rows(
     """Shapes rejected rows for ``quarantine/<table>``: the raw row as JSON, its reason, the job, the time.
 
     Args:
-        bad: rows with the raw columns and a ``reason`` string column.
+        bad: rows with the raw columns and a ``reason`` string column (and optionally ``_raw``, the
+            original text of a record that did not parse, which then stands for the raw row).
         raw_columns: the columns that make up the raw row (in order).
     """
     from pyspark.sql import functions as F
 
     when = when or datetime.now(UTC)
+    raw = F.to_json(F.struct(*[F.col(c) for c in raw_columns]), {"ignoreNullFields": "false"})
+    if "_raw" in bad.columns:  # the original text of a record that did not parse (ingest.spark_read)
+        raw = F.coalesce(F.col("_raw"), raw)
     return bad.select(
-        F.to_json(F.struct(*[F.col(c) for c in raw_columns]), {"ignoreNullFields": "false"}).alias("raw"),
+        raw.alias("raw"),
         F.col("reason").cast("string").alias("reason"),
         F.lit(job).alias("job"),
         # via a string: a naive datetime literal would be read in the Python process's local time zone

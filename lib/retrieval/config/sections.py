@@ -149,6 +149,11 @@ class SynthSection:
 
 @dataclass
 class IngestSection:
+    # a user's raw offers and events (a file, a directory or a glob; any storage URI), read in place of
+    # <root>/raw/offers and <root>/raw/events; empty = those tables (what generate writes)
+    offers: str = ""
+    events: str = ""
+    format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"  # how to read them; auto = by the extension
     max_session_events: int = 1000  # a session with more events than this is a bot
     max_events_per_minute: float = 60.0  # ... or one faster than this on average
     min_events_for_rate: int = 30  # the rate rule applies only to sessions with at least this many events

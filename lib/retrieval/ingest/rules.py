@@ -41,6 +41,9 @@ UNKNOWN_OFFER = "unknown_offer"  # an offer id (or a listing entry) that is not 
 DUPLICATE_KEY = "duplicate_key"  # an older version of an offer whose offer_id appears again
 DUPLICATE_QUERY = "duplicate_query"  # one of several different searches sharing a query_id (all of them)
 BOT_SESSION = "bot_session"  # the whole session: too many events, or too many per minute
+# a user's CSV / JSON lines record with a value that does not parse as its column's type, or a line that
+# is not a record (ingest.spark_read): quarantined with its original text before any rule above
+UNPARSABLE = "unparsable"
 
 EVENT_REASONS = (
     NULL_KEY,

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 
+RAW_TEXT = "_raw"  # a quarantined row's original text, where it had no parsed columns (quarantine_rows)
+
+
 @dataclass
 class IngestResult:
     accepted: DataFrame  # the validated table (its contract's columns and types)
@@ -236,6 +239,30 @@ def ingest_events(raw: DataFrame, offers: DataFrame, cfg: IngestSection) -> Inge
         "rows_duplicate": rows_duplicate,
     }
     return IngestResult(accepted, quarantined, counts, reasons)
+
+
+def with_unparsable(result: IngestResult, unparsable: DataFrame | None) -> IngestResult:
+    """``result`` with the records that did not parse (``spark_read``: raw columns and their original
+    text in ``_unparsable``) counted in and quarantined, reason ``unparsable``, their text as the raw row."""
+    from pyspark.sql import functions as F
+
+    from retrieval.ingest.spark_read import UNPARSABLE
+
+    if unparsable is None:
+        return result
+    n = unparsable.count()
+    if n == 0:
+        return result
+    bad = unparsable.select(
+        *[F.col(c) for c in result.quarantined.columns if c != "reason"],
+        F.lit(rules.UNPARSABLE).alias("reason"),
+        F.col(UNPARSABLE).alias(RAW_TEXT),
+    )
+    quarantined = result.quarantined.withColumn(RAW_TEXT, F.lit(None).cast("string")).unionByName(bad)
+    counts = {**result.counts, "rows_in": result.counts["rows_in"] + n}
+    counts["rows_quarantined"] += n
+    reasons = dict(sorted({**result.reasons, rules.UNPARSABLE: n}.items()))
+    return IngestResult(result.accepted, quarantined, counts, reasons)
 
 
 def check_accounting(name: str, result: IngestResult) -> None:
