@@ -23,23 +23,14 @@ from retrieval import tables
 from retrieval.cli import job_main
 from retrieval.config import Config
 from retrieval.ingest.spark_ingest import check_accounting, ingest_events, ingest_offers, with_unparsable
-from retrieval.ingest.spark_read import UNPARSABLE, read_raw
-from retrieval.spark_tables import quarantine_rows, read_table, write_quarantine, write_table
-
-
-def raw_table(spark: Any, cfg: Config, contract: tables.Contract, path: str) -> tuple[Any, Any]:
-    """(the raw rows that parsed, the ones that did not or None): a user's files at ``path`` in any of
-    ``ingest.format``'s formats, or the root's raw table when ``path`` is empty."""
-    if not path:
-        return read_table(spark, cfg.paths.root, contract), None
-    df = read_raw(spark, path, contract, cfg.ingest.format)
-    return df.where(F.col(UNPARSABLE).isNull()).drop(UNPARSABLE), df.where(F.col(UNPARSABLE).isNotNull())
+from retrieval.ingest.spark_read import raw_rows
+from retrieval.spark_tables import quarantine_rows, write_quarantine, write_table
 
 
 def run(spark: Any, cfg: Config) -> dict[str, Any]:
     root = cfg.paths.root
-    raw_offers, bad_offers = raw_table(spark, cfg, tables.RAW_OFFERS, cfg.ingest.offers)
-    raw_events, bad_events = raw_table(spark, cfg, tables.RAW_EVENTS, cfg.ingest.events)
+    raw_offers, bad_offers = raw_rows(spark, root, tables.RAW_OFFERS, cfg.ingest.offers, cfg.ingest.format)
+    raw_events, bad_events = raw_rows(spark, root, tables.RAW_EVENTS, cfg.ingest.events, cfg.ingest.format)
     offers = with_unparsable(ingest_offers(raw_offers, cfg.ingest), bad_offers)
     check_accounting("offers", offers)
     events = with_unparsable(ingest_events(raw_events, offers.accepted, cfg.ingest), bad_events)

@@ -92,6 +92,21 @@ def read_raw(spark: SparkSession, path: str, contract: tables.Contract, fmt: str
     )
 
 
+def raw_rows(
+    spark: SparkSession, root: str, contract: tables.Contract, path: str, fmt: str = "auto"
+) -> tuple[DataFrame, DataFrame | None]:
+    """(the raw rows that parsed, the ones that did not or None): a user's files at ``path``, or the
+    root's raw table (``contract``) when ``path`` is empty."""
+    from pyspark.sql import functions as F
+
+    from retrieval.spark_tables import read_table
+
+    if not path:
+        return read_table(spark, root, contract), None
+    df = read_raw(spark, path, contract, fmt)
+    return df.where(F.col(UNPARSABLE).isNull()).drop(UNPARSABLE), df.where(F.col(UNPARSABLE).isNotNull())
+
+
 def _parse(col: Column, dtype: str) -> Column:
     """Text -> ``dtype``, null when it does not parse (never an error: Spark's ANSI casts would raise)."""
     from pyspark.sql import functions as F
