@@ -8,8 +8,9 @@ text in ``_unparsable`` and ``ingest`` quarantines it with the reason ``unparsab
 text as the quarantined raw row.
 
 CSV: a header line names the columns; ``listing`` is a JSON array (``"[11, 12, 13]"``). Columns the
-contract does not name are left out (with a warning); a missing key column is an error that names the
-file and the column, since every row would be quarantined for it.
+contract does not name are left out (with a warning); a CSV or parquet file without a key column is an
+error that names the file and the column, since every row would be quarantined for it. (JSON lines name
+their fields per record: a record without a key is quarantined by ingest's rules, ``null_key``.)
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def read_raw(spark: SparkSession, path: str, contract: tables.Contract, fmt: str
     _check_columns(df.columns, contract, path)
     present = [n for n in names if n in df.columns]
     types = {c.name: c.dtype for c in contract.columns}
-    if fmt == "parquet" and all(dict(df.dtypes).get(n) == _spark_type(types[n]) for n in present):
+    if fmt == "parquet" and all(dict(df.dtypes).get(n) == types[n] for n in present):  # already typed
         typed = [F.col(n) if n in df.columns else F.lit(None).cast(types[n]).alias(n) for n in names]
         return df.select(*typed, F.lit(None).cast("string").alias(UNPARSABLE))
     text = {n: F.col(n).cast("string") if n in df.columns else F.lit(None).cast("string") for n in names}
@@ -119,10 +120,6 @@ def _parse(col: Column, dtype: str) -> Column:
         low = F.lower(F.trim(col))
         return F.when(low.isin("true", "1"), True).when(low.isin("false", "0"), False)
     return F.trim(col).try_cast(dtype)
-
-
-def _spark_type(dtype: str) -> str:
-    return {"bigint": "bigint", "int": "int", "double": "double"}.get(dtype, dtype)
 
 
 def _check_columns(columns: list[str], contract: tables.Contract, path: str) -> None:
