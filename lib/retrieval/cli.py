@@ -81,13 +81,12 @@ def run_stage(
     spark.sparkContext.setJobGroup(stage, f"stage {stage}")
     tracker = tracker or Tracker(cfg)
     try:
+        # SparkProgress: this stage's running Spark stages, logged as they go
         with (
             stage_metrics.timed() as t,
             writing(cfg),
             commit.transaction(cfg.paths.root, stage, join=False),
-            SparkProgress(
-                spark.sparkContext, stage, cfg.progress_s
-            ),  # Spark's stages of this one, as they go
+            SparkProgress(spark.sparkContext, stage, cfg.progress_s),
         ):
             result = run(spark, cfg)
     except Exception as e:

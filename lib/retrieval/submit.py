@@ -59,7 +59,7 @@ def list_jobs() -> dict[str, str]:
 
 
 def job_lines() -> str:
-    """One line per job: its name and the first line of its docstring."""
+    """One line per job: its name and the first paragraph of its docstring (``list_jobs``)."""
     jobs = list_jobs()
     width = max(len(j) for j in jobs)
     return "\n".join(f"  {j:<{width}}  {d}" for j, d in jobs.items())
@@ -163,11 +163,7 @@ def command(job: str, job_args: Sequence[str], cfg: config.Config, config_file: 
     if config_file and s.deploy_mode == "cluster":
         # In cluster mode the driver runs on a node: ship the config and name it by its base name there.
         cmd += ["--files", os.path.abspath(config_file)]
-        shipped = os.path.basename(config_file)
-        args = [
-            shipped if a == config_file else f"--config={shipped}" if a == f"--config={config_file}" else a
-            for a in args
-        ]
+        args = _replace_config(args, config_file, os.path.basename(config_file))
     if s.deploy_mode == "cluster" and os.environ.get(runlock.GROUP_ENV):
         # the driver runs on a node, without this environment: its run group goes as an argument
         args += ["--run-group", os.environ[runlock.GROUP_ENV]]
@@ -219,18 +215,21 @@ def _config_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
     return config_file, sets
 
 
+def _replace_config(args: Sequence[str], old: str, new: str) -> list[str]:
+    """``args`` with the config file ``old`` (``--config old`` or ``--config=old``) named ``new``."""
+    return [new if a == old else f"--config={new}" if a == f"--config={old}" else a for a in args]
+
+
 def print_config(args: Sequence[str]) -> int:
     """``--print-config``: the config that ``args`` (--config, --set) resolve to, as YAML."""
     config_file, sets = _config_args(args)
+    path = home.config_path(config_file) if config_file else home.default_config()
     try:
-        cfg = config.load(config_file or home.default_config(), sets)
+        cfg = config.load(path, sets)
     except config.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(
-        f"# {home.config_path(config_file) if config_file else home.default_config()}"
-        + "".join(f" --set {s}" for s in sets)
-    )
+    print(f"# {path}" + "".join(f" --set {s}" for s in sets))
     print(config.to_yaml(cfg), end="")
     return 0
 
@@ -264,11 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config_file = os.path.relpath(home.default_config())
         job_args = ["--config", config_file, *job_args]
     elif home.config_path(config_file) != config_file:  # conf/test.yaml from a wheel: the shipped one
-        given, config_file = config_file, home.config_path(config_file)
-        job_args = [
-            config_file if a == given else f"--config={config_file}" if a == f"--config={given}" else a
-            for a in job_args
-        ]
+        job_args = _replace_config(job_args, config_file, home.config_path(config_file))
+        config_file = home.config_path(config_file)
     try:
         cfg = config.load(config_file, sets)
     except config.ConfigError as e:
